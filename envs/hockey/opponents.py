@@ -22,20 +22,28 @@ _SCALE = 60.0
 class BasicOpponent:
     """Hand-written PD controller used as the standard sparring partner.
 
+    ``rng``: ``None`` draws the random phase from the global ``np.random`` state like the original;
+    pass e.g. ``np.random.RandomState(seed)`` for a private stream.
+
     ``act(obs)`` expects the observation from the opponent's own perspective (the player-one observation,
     or ``env.obs_agent_two()`` when it plays on the right) and returns a float64 array of 4 actions
     (3 without keep_mode). ``weak`` only changes the proportional gain (0.5 vs 10).
     """
 
-    def __init__(self, weak: bool = True, keep_mode: bool = True):
+    def __init__(self, weak: bool = True, keep_mode: bool = True, rng=None):
         self.weak = weak
         self.keep_mode = keep_mode
-        self.phase = np.random.uniform(0, np.pi)
+        # rng: None -> global np.random (as the original); or anything with .uniform(lo, hi), e.g. RandomState
+        self.rng = rng
+        self.phase = self._rng().uniform(0, np.pi)
         kp = 0.5 if weak else 10.0
         self.kp = kp
         self.kd = 0.5
         self._gains = np.array([kp, kp / 5, kp / 2])
         self._brake_time = np.array([0.1, 0.1, 0.1 * 10])
+
+    def _rng(self):
+        return np.random if self.rng is None else self.rng
 
     def act(self, obs, verbose: bool = False):
         obs = np.asarray(obs)
@@ -43,7 +51,7 @@ class BasicOpponent:
         v = np.array([obs[3], obs[4], obs[5]])
         qx, qy = float(obs[12]), float(obs[13])
         ux, uy = float(obs[14]), float(obs[15])
-        self.phase += np.random.uniform(0, 0.2)
+        self.phase += self._rng().uniform(0, 0.2)
 
         if ux < 30.0 / _SCALE:
             if p[0] < qx and abs(p[1] - qy) < 30.0 / _SCALE:
