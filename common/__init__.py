@@ -1,0 +1,1 @@
+"""Building blocks shared by every agent: math, layers, replay buffer, config, logging, checkpoints."""

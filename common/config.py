@@ -1,0 +1,230 @@
+"""The one place where a composed Hydra config is checked, before anything is built.
+
+`validate(cfg)` checks every rule that needs only the config; `validate_for_env(cfg, spec)` checks the
+rules that need the environment (action space, primary discount). Both raise `ConfigError` listing every
+broken rule as `key=value: rule`. The config is then frozen; values derived from the environment
+(episode length, primary discount) are computed by functions here, never written back into it.
+"""
+import math
+import warnings
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from common.math import discount_from_episode_length
+
+AGENTS = ("tdmpc2",)
+MAX_DISCOUNTS = 6
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names each key, its value and the rule it breaks."""
+
+
+def _preset(key: str, *, _root_: DictConfig):
+    table, size = _root_.model_presets, _root_.model_size
+    if size not in table:
+        raise ConfigError(f"model_size={size!r}: not a preset of agent {_root_.agent!r}; "
+                          f"choose one of {', '.join(map(str, table))}")
+    return table[size][key]
+
+
+if not OmegaConf.has_resolver("preset"):
+    OmegaConf.register_new_resolver("preset", _preset)
+
+
+class _Rules:
+    """Collects broken rules so one run reports all of them at once."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg, self.errors = cfg, []
+
+    def get(self, key: str):
+        return OmegaConf.select(self.cfg, key, throw_on_missing=False)
+
+    def check(self, ok: bool, key: str, rule: str, value=None):
+        if not ok:
+            value = self.get(key) if value is None else value
+            self.errors.append(f"{key}={value!r}: {rule}")
+
+    def positive_int(self, *keys: str):
+        for key in keys:
+            v = self.get(key)
+            self.check(isinstance(v, int) and not isinstance(v, bool) and v > 0, key, "must be a positive integer")
+
+    def number(self, key: str, low=-math.inf, high=math.inf, low_open=False, high_open=False):
+        v = self.get(key)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        self.check(ok, key, f"must be a number in {lo}{low}, {high}{hi}")
+
+    def choice(self, key: str, options):
+        self.check(self.get(key) in options, key, f"must be one of {', '.join(map(str, options))}")
+
+    def auto_or(self, key: str, test, rule: str):
+        v = self.get(key)
+        self.check(v == "auto" or test(v), key, f"must be 'auto' or {rule}")
+
+    def raise_if_any(self):
+        if self.errors:
+            raise ConfigError("invalid config:\n  " + "\n  ".join(self.errors))
+
+
+def _is_int(v, low=0):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Check every config-only rule; return the resolved config, frozen (read-only)."""
+    try:
+        OmegaConf.resolve(cfg)
+    except Exception as e:  # a bad model_size surfaces here, from the preset resolver
+        raise ConfigError(str(e).split("\n")[0].replace("ValueError raised while resolving interpolation: ", "")
+                          ) from None
+    r = _Rules(cfg)
+    r.choice("agent", AGENTS)
+    from envs import task_kind
+    try:
+        kind = task_kind(cfg.task)
+    except ValueError as e:
+        r.errors.append(str(e))
+        kind = None
+    r.choice("obs", ("state", "rgb"))
+    if cfg.obs == "rgb":
+        r.check(kind == "dmc", "obs", "pixel observations are available for DeepMind Control tasks only")
+    r.positive_int("steps", "eval_freq", "eval_episodes", "checkpoint_freq", "buffer_size")
+    r.check(_is_int(cfg.seed), "seed", "must be a non-negative integer")
+    r.auto_or("action_repeat", lambda v: _is_int(v, 1), "a positive integer")
+    r.auto_or("episodic", lambda v: isinstance(v, bool), "true/false")
+    r.auto_or("discount", lambda v: isinstance(v, float) and 0 < v < 1, "a number in (0, 1)")
+    r.auto_or("threads", lambda v: _is_int(v, 1), "a positive integer")
+    r.auto_or("seed_steps", lambda v: _is_int(v, 0), "a non-negative integer")
+    r.check(cfg.device in ("auto", "cpu") or str(cfg.device).startswith("cuda"), "device",
+            "must be auto, cpu, cuda or cuda:N")
+    if str(cfg.device).startswith("cuda"):
+        import torch
+        r.check(torch.cuda.is_available(), "device", "CUDA is not available on this machine")
+    r.check(isinstance(cfg.compile, bool), "compile", "must be true or false")
+    r.choice("trainer", ("online",))
+    r.choice("buffer_storage", ("auto", "memory", "memmap"))
+    r.number("buffer_memmap_gb", 0, low_open=True)
+    r.check(not (cfg.resume and cfg.checkpoint), "resume", "give either resume=true or checkpoint=PATH, not both")
+    for key in ("tensorboard", "wandb", "progress"):
+        r.check(isinstance(cfg.logger[key], bool), f"logger.{key}", "must be true or false")
+    r.positive_int("logger.log_freq")
+    if kind == "hockey":
+        r.choice("hockey.opponent", ("auto", "weak", "strong", "none", "checkpoint"))
+        r.choice("hockey.mode", ("auto", "normal", "shooting", "defense"))
+        r.choice("hockey.reward", ("sparse", "shaped"))
+        r.choice("hockey.side", ("alternate", "left"))
+        r.choice("hockey.backend", ("ours", "original", "auto"))
+        r.check(cfg.hockey.opponent != "checkpoint" or bool(cfg.hockey.opponent_checkpoint),
+                "hockey.opponent_checkpoint", "must be a path when hockey.opponent=checkpoint")
+    if cfg.agent == "tdmpc2":
+        _validate_tdmpc2(r)
+    _validate_multi_gamma(r)
+    r.raise_if_any()
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def _validate_tdmpc2(r: _Rules):
+    cfg = r.cfg
+    r.positive_int("iterations", "num_samples", "num_elites", "horizon", "batch_size", "latent_dim", "mlp_dim",
+                   "enc_dim", "num_enc_layers", "simnorm_dim", "num_channels")
+    r.check(_is_int(cfg.num_pi_trajs), "num_pi_trajs", "must be a non-negative integer")
+    r.check(_is_int(cfg.num_elites) and _is_int(cfg.num_samples) and cfg.num_elites <= cfg.num_samples,
+            "num_elites", f"must not exceed num_samples={cfg.num_samples}")
+    r.check(_is_int(cfg.num_pi_trajs) and _is_int(cfg.num_samples) and cfg.num_pi_trajs < cfg.num_samples,
+            "num_pi_trajs", f"must be below num_samples={cfg.num_samples} (leave room for Gaussian samples)")
+    r.check(_is_int(cfg.num_q, 2), "num_q", "must be an integer >= 2 (targets take the min of two members)")
+    r.check(_is_int(cfg.num_bins, 2), "num_bins", "must be an integer >= 2")
+    r.number("vmin")
+    r.check(isinstance(cfg.vmax, (int, float)) and cfg.vmax > cfg.vmin, "vmax", f"must exceed vmin={cfg.vmin}")
+    r.check(_is_int(cfg.latent_dim, 1) and _is_int(cfg.simnorm_dim, 1) and cfg.latent_dim % cfg.simnorm_dim == 0,
+            "latent_dim", f"must be divisible by simnorm_dim={cfg.simnorm_dim}")
+    r.number("min_std", 0, low_open=True)
+    r.check(isinstance(cfg.max_std, (int, float)) and cfg.max_std >= cfg.min_std, "max_std",
+            f"must be >= min_std={cfg.min_std}")
+    for key in ("lr", "temperature", "grad_clip_norm", "updates_per_step"):
+        r.number(key, 0, low_open=True)
+    r.number("tau", 0, 1, low_open=True)
+    r.number("rho", 0, 1, low_open=True)
+    r.number("dropout", 0, 1, high_open=True)
+    r.number("enc_lr_scale", 0)
+    for key in ("entropy_coef", "consistency_coef", "reward_coef", "value_coef", "termination_coef"):
+        r.number(key, 0)
+    r.check(isinstance(cfg.mpc, bool), "mpc", "must be true or false")
+    r.check(cfg.log_std_min < cfg.log_std_max, "log_std_min", f"must be below log_std_max={cfg.log_std_max}")
+    r.number("discount_denom", 0, low_open=True)
+    r.check(0 < cfg.discount_min <= cfg.discount_max < 1, "discount_min",
+            f"need 0 < discount_min <= discount_max={cfg.discount_max} < 1")
+
+
+def _validate_multi_gamma(r: _Rules):
+    mg = r.cfg.multi_gamma
+    r.check(isinstance(mg.enabled, bool), "multi_gamma.enabled", "must be true or false")
+    r.choice("multi_gamma.head", ("joint", "separate"))
+    r.number("multi_gamma.loss_weight", 0)
+    r.check(isinstance(mg.debug_logging, bool), "multi_gamma.debug_logging", "must be true or false")
+    r.positive_int("multi_gamma.log_num_examples")
+    if not mg.enabled:
+        return
+    gammas = list(mg.gammas) if isinstance(mg.gammas, ListConfig) else mg.gammas
+    if not isinstance(gammas, list) or len(gammas) == 0:
+        r.check(False, "multi_gamma.gammas", "must be a non-empty list when multi_gamma.enabled=true", gammas)
+        return
+    r.check(r.cfg.agent == "tdmpc2", "multi_gamma.enabled", "multi-discount heads exist for agent=tdmpc2 only")
+    r.check(len(gammas) <= MAX_DISCOUNTS, "multi_gamma.gammas",
+            f"at most {MAX_DISCOUNTS} discounts (the primary and up to {MAX_DISCOUNTS - 1} auxiliary)", gammas)
+    r.check(gammas[0] == "primary" or isinstance(gammas[0], float), "multi_gamma.gammas[0]",
+            "must be 'primary' or the primary discount as a number", gammas[0])
+    for i, g in enumerate(gammas[1:], start=1):
+        r.check(isinstance(g, float) and 0 < g < 1, f"multi_gamma.gammas[{i}]",
+                "auxiliary discounts must be numbers in (0, 1)", g)
+    numeric = [g for g in gammas[1:] if isinstance(g, float)]
+    r.check(len(set(numeric)) == len(numeric), "multi_gamma.gammas", "duplicate discounts", gammas)
+    if len(gammas) == 1:
+        warnings.warn("multi_gamma.enabled=true with a single discount trains the baseline (no auxiliary heads)")
+
+
+def validate_for_env(cfg: DictConfig, spec) -> None:
+    """Rules that need the environment: action space and the primary discount."""
+    r = _Rules(cfg)
+    if cfg.agent == "tdmpc2":
+        r.check(not spec.discrete, "agent", f"TD-MPC2 needs continuous actions; task {spec.task} has discrete "
+                                            "actions (use agent=dreamer)")
+        if cfg.obs == "state":
+            r.check(len(spec.obs_shape) == 1, "obs", f"state observations must be vectors, got {spec.obs_shape}")
+    mg = cfg.multi_gamma
+    if mg.enabled and len(mg.gammas) > 1 and isinstance(mg.gammas[0], float):
+        primary = primary_discount(cfg, spec)
+        r.check(abs(mg.gammas[0] - primary) <= 1e-6, "multi_gamma.gammas[0]",
+                f"must equal the primary discount {primary:.6f} of task {spec.task} (within 1e-6); "
+                "write 'primary' to use it", mg.gammas[0])
+        r.check(primary not in [float(g) for g in mg.gammas[1:]], "multi_gamma.gammas",
+                f"an auxiliary discount equals the primary discount {primary}", list(mg.gammas))
+    r.raise_if_any()
+
+
+def primary_discount(cfg: DictConfig, spec) -> float:
+    """The task's discount: `discount` if set, else TD-MPC2's heuristic from the episode length."""
+    if cfg.discount != "auto":
+        return float(cfg.discount)
+    return discount_from_episode_length(spec.episode_length, cfg.discount_denom, cfg.discount_min,
+                                        cfg.discount_max)
+
+
+def discounts(cfg: DictConfig, spec) -> list[float]:
+    """[primary, auxiliary...] when multi-discount heads are on, else [primary]."""
+    primary = primary_discount(cfg, spec)
+    if not cfg.multi_gamma.enabled:
+        return [primary]
+    return [primary] + [float(g) for g in cfg.multi_gamma.gammas[1:]]
+
+
+def seed_steps(cfg: DictConfig, spec) -> int:
+    """Agent steps of random exploration before learning starts."""
+    if cfg.seed_steps != "auto":
+        return int(cfg.seed_steps)
+    return max(1000, 5 * spec.episode_length)

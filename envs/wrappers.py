@@ -1,0 +1,66 @@
+"""Wrappers that give every task the same interface: torch tensors in and out, actions in [-1, 1]
+(or one-hot for discrete spaces), action repeat, and a uniform info dict."""
+import gymnasium as gym
+import numpy as np
+import torch
+
+
+class RescaleAction(gym.ActionWrapper):
+    """Map actions from [-1, 1] to a Box action space's bounds."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._low, self._high = env.action_space.low, env.action_space.high
+        self.action_space = gym.spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
+
+    def action(self, action):
+        return self._low + (np.asarray(action) + 1) * 0.5 * (self._high - self._low)
+
+
+class TorchEnv:
+    """gymnasium env -> torch. `reset() -> obs`, `step(action) -> (obs, reward, done, info)` with
+    info carrying `terminated`, `truncated` and `success` (plus the env's own info entries). Time-limit
+    truncation is not termination. Repeats each action `action_repeat` times, summing rewards."""
+
+    def __init__(self, env: gym.Env, action_repeat: int, seed: int):
+        self.env, self.action_repeat = env, action_repeat
+        self.discrete = isinstance(env.action_space, gym.spaces.Discrete)
+        self.action_dim = int(env.action_space.n) if self.discrete else int(np.prod(env.action_space.shape))
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        env.action_space.seed(seed)
+
+    def reset(self) -> torch.Tensor:
+        seed, self._seed = self._seed, None  # seed only the first reset; later resets continue the RNG
+        obs, _ = self.env.reset(seed=seed)
+        return self._tensor(obs)
+
+    def step(self, action: torch.Tensor):
+        action = action.detach().cpu().numpy()
+        env_action = int(action.argmax()) if self.discrete else action
+        reward, info = 0.0, {}
+        for _ in range(self.action_repeat):
+            obs, r, terminated, truncated, info = self.env.step(env_action)
+            reward += float(r)
+            if terminated or truncated:
+                break
+        info = dict(info, terminated=bool(terminated), truncated=bool(truncated and not terminated),
+                    success=float(info.get("success", 0.0)))
+        return self._tensor(obs), reward, bool(terminated or truncated), info
+
+    def rand_act(self) -> torch.Tensor:
+        if self.discrete:
+            return torch.nn.functional.one_hot(torch.tensor(int(self._rng.integers(self.action_dim))),
+                                               self.action_dim).float()
+        return torch.from_numpy(self._rng.uniform(-1, 1, self.action_dim).astype(np.float32))
+
+    def render(self):
+        return self.env.render()
+
+    @staticmethod
+    def _tensor(obs) -> torch.Tensor:
+        obs = np.asarray(obs)
+        return torch.from_numpy(obs if obs.dtype == np.uint8 else obs.astype(np.float32))
+
+    def close(self):
+        self.env.close()

@@ -1,0 +1,228 @@
+"""TD-MPC2 agent: MPPI planning in the learned latent space, and the world-model / policy updates."""
+import torch
+import torch.nn.functional as F
+
+from common import math
+from common.config import discounts
+from common.scale import RunningScale
+from src.tdmpc2.world_model import WorldModel
+
+
+class TDMPC2:
+    """act(obs, t0, eval_mode) -> action in [-1, 1]; update(batch) -> metrics; state_dict/load_state_dict.
+
+    Auxiliary multi-discount value heads (multi_gamma.*) join the world-model loss when configured.
+    """
+
+    def __init__(self, cfg, spec, device: torch.device):
+        self.cfg, self.spec, self.device = cfg, spec, device
+        self.discounts = discounts(cfg, spec)  # [primary, auxiliary...]
+        self.discount = self.discounts[0]
+        self.model = WorldModel(cfg, spec, self.discounts).to(device)
+        m = self.model
+        world_params = [p for mod in (m.dynamics, m.reward_head, m.termination_head, m.q_ensemble,
+                                      m.multi_gamma_head) if mod is not None for p in mod.parameters()]
+        self.optim = torch.optim.Adam([
+            {"params": m.encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
+            {"params": world_params}], lr=cfg.lr)
+        self.pi_optim = torch.optim.Adam(m.policy_prior.parameters(), lr=cfg.lr, eps=1e-5)
+        self.scale = RunningScale(cfg.tau).to(device)
+        self.updates_per_step = cfg.updates_per_step
+        self.seq_len = cfg.horizon + 1
+        self.batch_size = cfg.batch_size
+        self._rho = cfg.rho ** torch.arange(cfg.horizon, device=device, dtype=torch.float32)  # (T,)
+        self._aux_discounts = torch.tensor(self.discounts[1:], device=device).view(-1, 1, 1, 1)  # (m, 1, 1, 1)
+        self._prev_mean = torch.zeros(cfg.horizon, spec.action_dim, device=device)
+        self._plan_fn, self._update_fn = self._plan, self._update
+        if cfg.compile:
+            self._plan_fn = torch.compile(self._plan, mode="reduce-overhead" if device.type == "cuda" else None)
+            self._update_fn = torch.compile(self._update)
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, t0: bool = False, eval_mode: bool = False) -> torch.Tensor:
+        """Action (action_dim,) for one observation; `t0` marks the first step of an episode."""
+        self.model.eval()
+        obs = obs.to(self.device, non_blocking=True).unsqueeze(0)
+        if self.cfg.mpc:
+            action = self._plan_fn(obs, torch.tensor(t0, device=self.device), eval_mode)
+        else:
+            action, info = self.model.pi(self.model.encode(obs))
+            action = info["mean"] if eval_mode else action
+        return action.reshape(-1).cpu()
+
+    def _estimate_value(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Discounted return of each action sequence (H, N, A) from latent z (N, latent): (N, 1)."""
+        ret, discount = torch.zeros(z.shape[0], 1, device=z.device), 1.0
+        alive = torch.ones_like(ret)
+        for t in range(self.cfg.horizon):
+            reward = self.model.two_hot.decode(self.model.reward(z, actions[t]))
+            z = self.model.next(z, actions[t])
+            ret = ret + discount * alive * reward
+            discount *= self.discount
+            if self.spec.episodic:
+                alive = alive * (self.model.termination(z) <= 0).float()  # P(terminated) > 0.5 ends the rollout
+        action, _ = self.model.pi(z)
+        return ret + discount * alive * self.model.Q(z, action, return_type="avg")
+
+    def _plan(self, obs: torch.Tensor, t0: torch.Tensor, eval_mode: bool) -> torch.Tensor:
+        cfg, A = self.cfg, self.spec.action_dim
+        H, N, P = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
+        z = self.model.encode(obs)  # (1, latent)
+        actions = torch.empty(H, N, A, device=self.device)
+        if P > 0:  # trajectories of the policy prior join the population
+            _z = z.expand(P, -1)
+            for t in range(H):
+                actions[t, :P], _ = self.model.pi(_z)
+                if t < H - 1:
+                    _z = self.model.next(_z, actions[t, :P])
+        z = z.expand(N, -1)
+        # warm start: the previous plan shifted by one step, unless this is the episode's first step
+        shifted = torch.cat([self._prev_mean[1:], torch.zeros_like(self._prev_mean[:1])])
+        mean = torch.where(t0, torch.zeros_like(shifted), shifted)  # (H, A)
+        std = torch.full((H, A), cfg.max_std, device=self.device)
+        noise = torch.randn(cfg.iterations, H, N - P, A, device=self.device)
+        for i in range(cfg.iterations):
+            actions[:, P:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise[i]).clamp(-1, 1)
+            value = self._estimate_value(z, actions).nan_to_num(0).squeeze(1)  # (N,)
+            elite_value, elite_idx = torch.topk(value, cfg.num_elites)
+            elite_actions = actions[:, elite_idx]  # (H, E, A)
+            score = torch.softmax(cfg.temperature * elite_value, 0)  # (E,), exp(temp * (v - max)) normalised
+            mean = torch.einsum("e,hea->ha", score, elite_actions)
+            std = torch.einsum("e,hea->ha", score, (elite_actions - mean.unsqueeze(1)).pow(2)).sqrt()
+            std = std.clamp(cfg.min_std, cfg.max_std)
+        # execute one elite sequence drawn by score, not the mean (keeps multi-modal plans coherent)
+        chosen = elite_actions[:, math.gumbel_softmax_sample(score)].squeeze(1)  # (H, A)
+        action = chosen[0]
+        if not eval_mode:
+            action = action + std[0] * torch.randn(A, device=self.device)
+        self._prev_mean.copy_(mean)
+        return action.clamp(-1, 1)
+
+    # ------------------------------------------------------------------ learning
+    def update(self, batch) -> dict:
+        """One gradient step on a (horizon+1, B) batch; returns detached 0-d metric tensors."""
+        obs = batch["obs"]  # (T+1, B, *obs_shape)
+        action = batch["action"][1:]  # (T, B, A): action taken at step t
+        reward = batch["reward"][1:]  # (T, B, 1): reward received after it
+        terminated = batch["terminated"][1:]  # (T, B, 1)
+        if self.cfg.compile:
+            torch.compiler.cudagraph_mark_step_begin()
+        metrics = self._update_fn(obs, action, reward, terminated)
+        return {k: v.detach() for k, v in metrics.items()}
+
+    def _update(self, obs, action, reward, terminated) -> dict:
+        cfg, m = self.cfg, self.model
+        T = cfg.horizon
+        with torch.no_grad():
+            next_z = m.encode(obs[1:])  # (T, B, latent)
+            next_action, _ = m.pi(next_z)
+            bootstrap = m.Q(next_z, next_action, return_type="min", target=True)  # (T, B, 1)
+            td_target = reward + self.discount * (1 - terminated) * bootstrap
+
+        m.train()
+        z = m.encode(obs[0])
+        zs = [z]
+        consistency_loss = 0.0
+        for t in range(T):
+            z = m.next(z, action[t])
+            consistency_loss = consistency_loss + F.mse_loss(z, next_z[t]) * self._rho[t]
+            zs.append(z)
+        zs = torch.stack(zs)  # (T+1, B, latent)
+        _zs = zs[:-1]
+        q_logits = m.Q(_zs, action, return_type="all")  # (num_q, T, B, num_bins)
+        reward_ce = m.two_hot.ce(m.reward(_zs, action), reward)  # (T, B, 1)
+        value_ce = m.two_hot.ce(q_logits, td_target.unsqueeze(0))  # (num_q, T, B, 1)
+        consistency_loss = consistency_loss / T
+        reward_loss = (reward_ce.mean((1, 2)) * self._rho).sum() / T
+        value_loss = (value_ce.mean((2, 3)) * self._rho).sum() / (T * cfg.num_q)
+        if m.termination_head is not None:
+            termination_loss = F.binary_cross_entropy_with_logits(m.termination(zs[1:]), terminated)
+        else:
+            termination_loss = torch.zeros((), device=obs.device)
+        total = (cfg.consistency_coef * consistency_loss + cfg.reward_coef * reward_loss
+                 + cfg.value_coef * value_loss + cfg.termination_coef * termination_loss)
+        metrics = {"consistency_loss": consistency_loss, "reward_loss": reward_loss, "value_loss": value_loss,
+                   "termination_loss": termination_loss}
+        if m.multi_gamma_head is not None:
+            aux_loss, aux_metrics = self._multi_gamma_loss(_zs, reward, terminated, bootstrap)
+            total = total + aux_loss
+            metrics.update(aux_metrics)
+
+        total.backward()
+        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm)
+        self.optim.step()
+        self.optim.zero_grad(set_to_none=True)
+
+        metrics["pi_loss"], metrics["pi_entropy"] = self._update_pi(zs.detach())
+        m.update_target_q(cfg.tau)
+        metrics["total_loss"] = total.detach()
+        metrics["pi_scale"] = self.scale.value.clone()
+        return metrics
+
+    def _multi_gamma_loss(self, zs, reward, terminated, bootstrap):
+        """One-step TD targets r + gamma_i (1 - term) V(s') for each auxiliary discount, with the primary
+        bootstrap V (no gradient), two-hot cross-entropy, rho**t weighting, averaged over the horizon."""
+        m, T = self.model, self.cfg.horizon
+        targets = reward + self._aux_discounts * (1 - terminated) * bootstrap  # (m, T, B, 1)
+        logits = m.multi_gamma_head(zs)  # (m, T, B, num_bins)
+        ce = m.two_hot.ce(logits, targets)  # (m, T, B, 1)
+        per_discount = (ce.mean((2, 3)) * self._rho).sum(1) / T  # (m,)
+        with torch.no_grad():
+            decoded = m.two_hot.decode(logits)  # (m, T, B, 1)
+        metrics = {"aux_value_ce/mean": per_discount.mean()}
+        for i, gamma in enumerate(self.discounts[1:]):
+            metrics[f"aux_value_ce/g{gamma:g}"] = per_discount[i]
+            metrics[f"aux_value_pred_mean/g{gamma:g}"] = decoded[i].mean()
+            metrics[f"aux_value_pred_std/g{gamma:g}"] = decoded[i].std()
+        return self.cfg.multi_gamma.loss_weight * per_discount.sum(), metrics
+
+    def _update_pi(self, zs: torch.Tensor):
+        """Policy prior: maximise scaled Q (detached Q weights) plus entropy, weighted by rho**t."""
+        action, info = self.model.pi(zs)
+        q = self.model.Q(zs, action, return_type="avg", detach=True)  # (T+1, B, 1)
+        self.scale.update(q[0])
+        q = self.scale(q)
+        rho = self.cfg.rho ** torch.arange(len(q), device=q.device, dtype=q.dtype)
+        pi_loss = (-(self.cfg.entropy_coef * info["entropy"] + q).mean((1, 2)) * rho).mean()
+        pi_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.policy_prior.parameters(), self.cfg.grad_clip_norm)
+        self.pi_optim.step()
+        self.pi_optim.zero_grad(set_to_none=True)
+        return pi_loss.detach(), info["entropy"].mean().detach()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optim": self.optim.state_dict(),
+                "pi_optim": self.pi_optim.state_dict(), "scale": self.scale.state_dict(),
+                "multi_gamma": {"discounts": self.discounts[1:], "head": self.cfg.multi_gamma.head
+                                if self.model.multi_gamma_head is not None else None}}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = state.get("multi_gamma") or {"discounts": [], "head": None}  # older checkpoints: no heads
+        mine = self.state_dict()["multi_gamma"]
+        if [round(g, 9) for g in saved["discounts"]] != [round(g, 9) for g in mine["discounts"]]:
+            raise ValueError(f"checkpoint has multi_gamma auxiliary discounts {saved['discounts'] or 'none'} "
+                             f"(head={saved['head']}) but the config asks for {mine['discounts'] or 'none'}; "
+                             "set multi_gamma.enabled/gammas to match the checkpoint")
+        self.model.load_state_dict(state["model"])
+        self.optim.load_state_dict(state["optim"])
+        self.pi_optim.load_state_dict(state["pi_optim"])
+        self.scale.load_state_dict(state["scale"])
+
+    def policy_state(self) -> dict:
+        """What is needed to act (for opponents): the model weights, no optimisers."""
+        return {"model": self.model.state_dict()}
+
+    def load_policy_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+
+    def parameter_counts(self) -> dict:
+        """Trainable parameters per component (the target Q copy is not counted)."""
+        m = self.model
+        parts = {"encoder": m.encoder, "dynamics": m.dynamics, "reward": m.reward_head,
+                 "termination": m.termination_head, "policy_prior": m.policy_prior, "q_ensemble": m.q_ensemble,
+                 "multi_gamma_heads": m.multi_gamma_head}
+        counts = {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items() if v is not None}
+        counts["total"] = sum(counts.values())
+        return counts

@@ -1,0 +1,90 @@
+"""TD-MPC2's implicit world model, with a verb API: encode, next, reward, termination, pi, Q."""
+import copy
+
+import torch
+import torch.nn as nn
+
+from common import math
+from common.init import weight_init, zero_
+from common.layers import EnsembleMLP, SimNorm, conv_encoder, mlp
+
+
+class WorldModel(nn.Module):
+    """Encoder, latent dynamics, reward/termination heads, policy prior and a Q ensemble (with a
+    Polyak-averaged target copy). Latents are SimNorm-ed; reward and Q are two-hot distributions.
+
+    `discounts` = [primary, auxiliary...]: auxiliary value heads are built only when there is more than one.
+    """
+
+    def __init__(self, cfg, spec, discounts: list[float]):
+        super().__init__()
+        latent, action_dim, mlp_dim = cfg.latent_dim, spec.action_dim, cfg.mlp_dim
+        if len(spec.obs_shape) == 3:
+            self.encoder = conv_encoder(spec.obs_shape, cfg.num_channels, latent, SimNorm(cfg.simnorm_dim))
+        else:
+            self.encoder = mlp(spec.obs_shape[0], max(cfg.num_enc_layers - 1, 1) * [cfg.enc_dim], latent,
+                               out_act=SimNorm(cfg.simnorm_dim))
+        self.dynamics = mlp(latent + action_dim, 2 * [mlp_dim], latent, out_act=SimNorm(cfg.simnorm_dim))
+        self.reward_head = mlp(latent + action_dim, 2 * [mlp_dim], cfg.num_bins)
+        self.termination_head = mlp(latent, 2 * [mlp_dim], 1) if spec.episodic else None
+        self.policy_prior = mlp(latent, 2 * [mlp_dim], 2 * action_dim)
+        self.q_ensemble = EnsembleMLP(cfg.num_q, latent + action_dim, 2 * [mlp_dim], cfg.num_bins, cfg.dropout)
+        self.multi_gamma_head = None
+        if len(discounts) > 1:
+            from src.heads.multi_gamma import MultiGammaHead
+            self.multi_gamma_head = MultiGammaHead(latent, len(discounts) - 1, cfg.num_bins, cfg.multi_gamma.head)
+        self.apply(weight_init)
+        zero_(self.reward_head[-1].weight, self.q_ensemble.out.weight)
+        self.target_q = copy.deepcopy(self.q_ensemble).requires_grad_(False)
+        self.two_hot = math.TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax)
+        self.num_q = cfg.num_q
+        self.log_std_min, self.log_std_max = cfg.log_std_min, cfg.log_std_max
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.target_q.train(False)  # the target never uses dropout
+        return self
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        if obs.dim() == 5:  # pixels (T, B, C, H, W): the conv encoder takes (N, C, H, W)
+            return self.encoder(obs.flatten(0, 1)).unflatten(0, obs.shape[:2])
+        return self.encoder(obs)
+
+    def next(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.dynamics(torch.cat([z, action], -1))
+
+    def reward(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Reward logits (..., num_bins)."""
+        return self.reward_head(torch.cat([z, action], -1))
+
+    def termination(self, z: torch.Tensor) -> torch.Tensor:
+        """Termination logits (..., 1)."""
+        return self.termination_head(z)
+
+    def pi(self, z: torch.Tensor):
+        """Sample from the tanh-squashed Gaussian policy prior: (action, info with mean, log_std, entropy)."""
+        mean, log_std = self.policy_prior(z).chunk(2, dim=-1)
+        log_std = math.log_std(log_std, self.log_std_min, self.log_std_max)
+        eps = torch.randn_like(mean)
+        log_prob = math.gaussian_logprob(eps, log_std)
+        mean, action, log_prob = math.squash(mean, mean + eps * log_std.exp(), log_prob)
+        return action, {"mean": mean, "log_std": log_std, "entropy": -log_prob}
+
+    def Q(self, z: torch.Tensor, action: torch.Tensor, return_type: str = "all", target: bool = False,
+          detach: bool = False) -> torch.Tensor:
+        """'all': logits (num_q, ..., num_bins); 'min'/'avg': value (..., 1) of two random members.
+
+        `detach` evaluates the online ensemble with gradient-free weights (policy loss: gradients reach
+        the action, not the Q-networks); `target` uses the Polyak-averaged copy.
+        """
+        za = torch.cat([z, action], -1)
+        net = self.target_q if target else self.q_ensemble
+        if return_type == "all":
+            return net(za, detach=detach)
+        members = torch.randperm(self.num_q, device=z.device)[:2]
+        values = self.two_hot.decode(net(za, members=members, detach=detach))  # (2, ..., 1)
+        return values.min(0).values if return_type == "min" else values.mean(0)
+
+    @torch.no_grad()
+    def update_target_q(self, tau: float) -> None:
+        torch._foreach_lerp_(list(self.target_q.parameters()), list(self.q_ensemble.parameters()), tau)

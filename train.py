@@ -1,0 +1,74 @@
+"""Train an agent: python train.py task=cheetah-run model_size=5 steps=200000 seed=3 (see README)."""
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from common import checkpoint
+from common.config import ConfigError, validate, validate_for_env
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg) -> None:
+    try:
+        cfg = validate(cfg)
+    except ConfigError as e:
+        sys.exit(f"Config error: {e}")
+    from common.buffer import Buffer
+    from common.logger import Logger, write_reference_csv
+    from common.run import (adopt_previous_metrics, buffer_capacity, buffer_storage, device_of,
+                            find_resume_checkpoint, seed_everything, write_run_info)
+    from envs import make_env
+    from src import make_agent
+    from trainer import make_trainer
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    seed_everything(cfg)
+    env, spec = make_env(cfg)
+    try:
+        validate_for_env(cfg, spec)
+    except ConfigError as e:
+        sys.exit(f"Config error: {e}")
+    device = device_of(cfg)
+    agent = make_agent(cfg, spec, device)
+    counts = agent.parameter_counts()
+    print(f"{cfg.agent} on {cfg.task} ({spec.obs_shape} obs, {spec.action_dim} actions, episode "
+          f"{spec.episode_length} steps, discount {agent.discount:.4f}) on {device}; parameters: "
+          + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    buffer = Buffer(buffer_capacity(cfg, spec), agent.seq_len, agent.batch_size, buffer_storage(cfg, spec),
+                    scratch_dir=str(run_dir / "buffer_memmap"), device=device)
+    logger = Logger(run_dir, cfg)
+    write_run_info(run_dir, cfg, counts)
+    trainer = make_trainer(cfg, env, spec, agent, buffer, logger, run_dir)
+
+    if cfg.resume or cfg.checkpoint:
+        try:
+            path = Path(cfg.checkpoint) if cfg.checkpoint else find_resume_checkpoint(
+                run_dir, HydraConfig.get().mode == RunMode.MULTIRUN)
+            payload = checkpoint.load(path, cfg, map_location=device)
+            agent.load_state_dict(payload["agent"])
+        except (checkpoint.CheckpointError, ValueError) as e:
+            sys.exit(f"Cannot resume: {e}")
+        trainer.load_state(payload["trainer"])
+        checkpoint.set_rng_state(payload["rng"])
+        if payload.get("buffer_dir"):
+            buffer.load(str(checkpoint.buffer_path(path, payload)), payload["buffer_state"])
+        adopt_previous_metrics(path, run_dir, trainer.step, logger)
+        print(f"Resumed from {path} at step {trainer.step} ({len(buffer)} steps in replay)")
+
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        logger.close()
+    results = Path(hydra.utils.get_original_cwd()) / "results" / "runs" / cfg.task / \
+        f"{cfg.agent}-{cfg.exp_name}-seed{cfg.seed}.csv"
+    write_reference_csv(logger.csv("eval").rows(), results, cfg.seed)
+    print(f"Done: {trainer.step} steps. Run directory {run_dir}; eval curve {results}")
+
+
+if __name__ == "__main__":
+    main()

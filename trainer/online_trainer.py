@@ -1,0 +1,201 @@
+"""Online training: random-action seeding, then act with the agent and update from replay."""
+import time
+from collections import deque
+from pathlib import Path
+
+import torch
+
+from common import checkpoint
+from common.buffer import Buffer, episode_step
+from common.config import seed_steps
+
+
+class OnlineTrainer:
+    """Runs `steps` environment steps (frames; one agent step = `action_repeat` frames).
+
+    Evaluates every `eval_freq` and checkpoints every `checkpoint_freq` steps, both at episode
+    boundaries so a checkpoint never holds half an episode; Ctrl-C checkpoints, then exits.
+    """
+
+    def __init__(self, cfg, env, spec, agent, buffer: Buffer, logger, run_dir: Path):
+        self.cfg, self.env, self.spec, self.agent, self.buffer, self.logger = cfg, env, spec, agent, buffer, logger
+        self.run_dir = Path(run_dir)
+        self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
+        self.seed_steps = seed_steps(cfg, spec) * spec.action_repeat  # in frames
+        self.step, self.episode, self.updates = 0, 0, 0
+        self._update_credit = 0.0
+        self._pretrained = False
+        self._next_eval, self._next_ckpt = 0, cfg.checkpoint_freq
+        self._outcomes = deque(maxlen=100)  # per-episode results of two-player games (win/draw/loss)
+        self._elapsed = 0.0
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {"step": self.step, "episode": self.episode, "updates": self.updates,
+                "update_credit": self._update_credit, "pretrained": self._pretrained,
+                "next_eval": self._next_eval, "next_ckpt": self._next_ckpt,
+                "outcomes": list(self._outcomes), "elapsed": self._elapsed}
+
+    def load_state(self, state: dict) -> None:
+        self.step, self.episode, self.updates = state["step"], state["episode"], state["updates"]
+        self._update_credit, self._pretrained = state["update_credit"], state["pretrained"]
+        self._next_eval, self._next_ckpt = state["next_eval"], state["next_ckpt"]
+        self._outcomes.extend(state["outcomes"])
+        self._elapsed = state["elapsed"]
+
+    def save_checkpoint(self) -> None:
+        checkpoint.save(self.ckpt_path, self.cfg, self.agent, self.state(),
+                        self.buffer if self.cfg.save_buffer else None)
+
+    # ------------------------------------------------------------------ loop
+    def evaluate(self) -> dict:
+        returns, successes, lengths = [], [], []
+        for _ in range(self.cfg.eval_episodes):
+            ret, length, info = self._run_episode(eval_mode=True)
+            returns.append(ret)
+            lengths.append(length)
+            successes.append(info.get("success", 0.0))
+        t = torch.tensor(returns)
+        return {"episode": self.episode, "episode_reward": t.mean().item(), "episode_reward_std": t.std().item()
+                if len(t) > 1 else 0.0, "episode_success": sum(successes) / len(successes),
+                "episode_length": sum(lengths) / len(lengths)}
+
+    def _run_episode(self, eval_mode: bool):
+        obs, done, ret, t, info = self.env.reset(), False, 0.0, 0, {}
+        while not done:
+            action = self.agent.act(obs, t0=t == 0, eval_mode=eval_mode)
+            obs, reward, done, info = self.env.step(action)
+            ret, t = ret + reward, t + 1
+        return ret, t, info
+
+    def train(self) -> None:
+        cfg = self.cfg
+        progress = _Progress(cfg.steps, self.step, enabled=cfg.logger.progress)
+        last_eval = None
+        start = time.time() - self._elapsed
+        try:
+            while self.step < cfg.steps:
+                if self.step >= self._next_eval:
+                    last_eval = self.evaluate()
+                    self._elapsed = time.time() - start
+                    self.logger.log({**last_eval, "elapsed_time": self._elapsed}, self.step, "eval")
+                    progress.eval_return = last_eval["episode_reward"]
+                    self._next_eval += cfg.eval_freq
+                t_episode = time.time()
+                steps_before = self.step
+                ret, length, info, metrics = self._collect_episode(progress)
+                self.episode += 1
+                self._elapsed = time.time() - start
+                fps = (self.step - steps_before) / max(time.time() - t_episode, 1e-9)
+                row = {"episode": self.episode, "episode_reward": ret, "episode_length": length,
+                       "episode_success": info.get("success", 0.0), "fps": fps,
+                       "elapsed_time": self._elapsed, "updates": self.updates, **self._game_stats(info), **metrics}
+                if self.episode % cfg.logger.log_freq == 0:
+                    self.logger.log(row, self.step, "train")
+                progress.episode_return = ret
+                if self.step >= self._next_ckpt:
+                    self.save_checkpoint()
+                    self._next_ckpt += cfg.checkpoint_freq
+            last_eval = self.evaluate()
+            self._elapsed = time.time() - start
+            self.logger.log({**last_eval, "elapsed_time": self._elapsed}, self.step, "eval")
+            self.save_checkpoint()
+        except KeyboardInterrupt:
+            progress.close()
+            print(f"\nInterrupted at step {self.step}: saving a checkpoint (the unfinished episode is dropped) ...")
+            self._elapsed = time.time() - start
+            self.save_checkpoint()
+            print(f"Saved {self.ckpt_path}. Continue with the same command plus resume=true.")
+            raise
+        finally:
+            progress.close()
+
+    def _collect_episode(self, progress):
+        """Play one episode (random actions while seeding), updating the agent as we go."""
+        cfg, agent = self.cfg, self.agent
+        obs = self.env.reset()
+        steps = [episode_step(obs, torch.zeros(self.spec.action_dim), 0.0, False, True)]
+        done, ret, info, sums, count = False, 0.0, {}, {}, 0
+        while not done:
+            if self.step < self.seed_steps:
+                action = self.env.rand_act()
+            else:
+                action = agent.act(obs, t0=len(steps) == 1)
+            obs, reward, done, info = self.env.step(action)
+            steps.append(episode_step(obs, action, reward, info["terminated"], False))
+            ret += reward
+            self.step += self.spec.action_repeat
+            progress.update(self.spec.action_repeat)
+            if self.step >= self.seed_steps and len(self.buffer) > 0:
+                for metrics in self._updates():
+                    count += 1
+                    for k, v in metrics.items():
+                        sums[k] = sums.get(k, 0.0) + v
+        self.buffer.add(torch.stack(steps))
+        return ret, len(steps) - 1, info, {k: (v / count).item() for k, v in sums.items()}
+
+    def _updates(self):
+        """Updates due at this step: `seed_steps` at once when seeding ends (TD-MPC2's pretraining),
+        then `updates_per_step` per agent step (fractions carry over)."""
+        if not self._pretrained:
+            self._pretrained = True
+            n = self.seed_steps // self.spec.action_repeat
+            _Progress.write(f"Pretraining the agent on seed data: {n} updates ...")
+        else:
+            self._update_credit += self.agent.updates_per_step
+            n = int(self._update_credit)
+            self._update_credit -= n
+        for _ in range(n):
+            self.updates += 1
+            yield self.agent.update(self.buffer.sample())
+
+    def _game_stats(self, info: dict) -> dict:
+        """Win/draw/loss rates over the last 100 games for two-player tasks (info carries `winner`)."""
+        if "winner" not in info:
+            return {}
+        self._outcomes.append(int(info["winner"]))
+        n = len(self._outcomes)
+        stats = {"win_rate": sum(o == 1 for o in self._outcomes) / n,
+                 "draw_rate": sum(o == 0 for o in self._outcomes) / n,
+                 "loss_rate": sum(o == -1 for o in self._outcomes) / n}
+        for key in ("goals_for", "goals_against"):
+            if key in info:
+                stats[key] = info[key]
+        return stats
+
+
+class _Progress:
+    """tqdm bar with fps, last episode return, last eval return and ETA."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.episode_return = self.eval_return = None
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+            import sys
+            # redraw at most once a second (every 30 s when the output is a log file, not a terminal)
+            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, smoothing=0.05,
+                             mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+
+    def update(self, n: int) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(n)
+        if self._bar.n % 100 < n:
+            post = {}
+            if self.episode_return is not None:
+                post["return"] = f"{self.episode_return:.1f}"
+            if self.eval_return is not None:
+                post["eval"] = f"{self.eval_return:.1f}"
+            self._bar.set_postfix(post, refresh=False)
+
+    @staticmethod
+    def write(message: str) -> None:
+        from tqdm import tqdm
+        tqdm.write(message)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
