@@ -91,6 +91,8 @@ BUG_FIXES = {
     "discrete_space": "discrete_action_space is Discrete(8) with keep_mode so that 'shoot' (7) is included",
     "counters_reset": "reset() clears the possession counters (original: a running counter survives reset)",
     "truncation": "a time-out is reported as truncated=True, terminated=False (original: terminated=True)",
+    "fresh_world": "every reset builds a new Box2D world, so reset(seed=s) + the same actions always give the same "
+                   "episode (original: one world whose broad-phase state depends on the number of earlier resets)",
 }
 
 
@@ -265,6 +267,19 @@ class HockeyEnv(gym.Env, EzPickle):
         self.goal_player_1 = self.goal_player_2 = None
         self.drawlist = []
 
+    def _fresh_world(self):
+        """New b2World brought into the state of a just-constructed env (one build/destroy cycle).
+
+        Box2D's broad-phase reuses proxy ids in LIFO order, so with a persistent world the contact order (and,
+        in multi-contact situations, the float results) depends on how many resets happened before.
+        """
+        self.world = Box2D.b2World(gravity=(0, 0), doSleep=True)
+        self._create_world()
+        self.player1 = self._create_player((W / 5, H / 2), COLOR_P1, False)
+        self.player2 = self._create_player((4 * W / 5, H / 2), COLOR_P2, True)
+        self.puck = self._create_puck((W / 2 - 1.5, H / 2))
+        self._destroy()
+
     def _create_player(self, position, color, is_player_two: bool):
         sign = -1.0 if is_player_two else 1.0
         verts = [(sign * x / SCALE * RACKETFACTOR, y / SCALE * RACKETFACTOR) for x, y in RACKETPOLY]
@@ -402,6 +417,8 @@ class HockeyEnv(gym.Env, EzPickle):
                                 "fails; set env.mode before reset(), or use HockeyEnv(fix_bugs=['reset_mode']))")
             self.mode = mode
         self._destroy()
+        if "fresh_world" in self.fixes:
+            self._fresh_world()
         self.seed(seed)
         self._listener = _ContactListener(self)
         self.world.contactListener = self._listener
