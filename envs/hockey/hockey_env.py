@@ -803,5 +803,4 @@ class HockeyEnv_BasicOpponent(HockeyEnv):
     def step(self, action):
         ob2 = self.obs_agent_two()
         a2 = self.opponent.act(ob2)
-        action2 = np.hstack([action, a2])
-        return super().step(action2)
+        return super().step(np.concatenate([np.asarray(action, dtype=np.float64).reshape(-1), a2]))
