@@ -632,5 +632,5 @@ def test_weak_basic_opponent_beats_random_player():
         wins += w == 1
         losses += w == -1
     print(f"weak BasicOpponent vs random over {n_games} games: {wins} wins, {losses} losses")
-    # ~47% wins / ~6% losses measured; a coin-flip player would lose about as often as it wins
-    assert wins > 3 * losses and wins > 0.3 * n_games
+    # measured: 181 wins, 48 losses, 171 draws; equally strong players would win and lose about equally often
+    assert wins > 2 * losses and wins > 0.3 * n_games
