@@ -397,7 +397,8 @@ class HockeyEnv(gym.Env, EzPickle):
         poly = [(10, -top), (-10, -top + 7), (-10, 5), (10, 5)]
         objs.append(self._create_wall((W / 2 + 245 / SCALE, H - 0.5), poly))
         self.world_objects = objs
-        self.drawlist = list(objs)
+        # draw the white boxes first so that the orange goal areas show inside the field
+        self.drawlist = [objs[2], objs[4], objs[0], objs[1], objs[3]] + objs[5:]
 
         self.goal_player_1 = self._create_goal((W / 2 - 250 / SCALE - 5 / SCALE, H / 2), _TAG_GOAL1)
         self.goal_player_2 = self._create_goal((W / 2 + 250 / SCALE + 5 / SCALE, H / 2), _TAG_GOAL2)
