@@ -242,8 +242,8 @@ class HockeyEnv(gym.Env, EzPickle):
         self._mode = _to_mode(value)
 
     def seed(self, seed=None):
-        self.np_random, seed = seeding.np_random(seed)
-        self._seed = seed
+        """Re-create the generator: ``np.random.default_rng(seed)``, OS entropy for None. Returns ``[seed]``."""
+        self.np_random, self._seed = seeding.np_random(seed)
         return [seed]
 
     def _uniform(self, lo, hi):
