@@ -12,7 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from common.math import discount_from_episode_length
 
-AGENTS = ("tdmpc2",)
+AGENTS = ("tdmpc2", "dreamer")
 MAX_DISCOUNTS = 6
 
 
@@ -122,6 +122,8 @@ def validate(cfg: DictConfig) -> DictConfig:
                 "hockey.opponent_checkpoint", "must be a path when hockey.opponent=checkpoint")
     if cfg.agent == "tdmpc2":
         _validate_tdmpc2(r)
+    if cfg.agent == "dreamer":
+        _validate_dreamer(r)
     _validate_multi_gamma(r)
     r.raise_if_any()
     OmegaConf.set_readonly(cfg, True)
@@ -196,6 +198,10 @@ def validate_for_env(cfg: DictConfig, spec) -> None:
                                             "actions (use agent=dreamer)")
         if cfg.obs == "state":
             r.check(len(spec.obs_shape) == 1, "obs", f"state observations must be vectors, got {spec.obs_shape}")
+    if cfg.agent == "dreamer":
+        shape = tuple(spec.obs_shape)
+        r.check(len(shape) == 1 or (len(shape) == 3 and shape[1:] == (64, 64)), "obs",
+                f"Dreamer needs vector or (C, 64, 64) image observations, got {shape}")
     mg = cfg.multi_gamma
     if mg.enabled and len(mg.gammas) > 1 and isinstance(mg.gammas[0], float):
         primary = primary_discount(cfg, spec)
@@ -228,3 +234,34 @@ def seed_steps(cfg: DictConfig, spec) -> int:
     if cfg.seed_steps != "auto":
         return int(cfg.seed_steps)
     return max(1000, 5 * spec.episode_length)
+
+
+def _validate_dreamer(r: _Rules):
+    cfg = r.cfg
+    r.positive_int("deter", "hidden", "layers", "stoch", "groups", "classes", "cnn_depth", "horizon", "batch_size",
+                   "seq_len")
+    r.choice("latent", ("categorical", "gaussian"))
+    r.choice("act", ("silu", "elu", "mish"))
+    r.choice("reward_head", ("twohot", "mse"))
+    r.choice("critic_head", ("twohot", "mse"))
+    r.choice("actor_grad", ("auto", "reinforce", "dynamics", "both"))
+    r.check(_is_int(cfg.num_bins, 2), "num_bins", "must be an integer >= 2")
+    r.number("vmin")
+    r.check(isinstance(cfg.vmax, (int, float)) and cfg.vmax > cfg.vmin, "vmax", f"must exceed vmin={cfg.vmin}")
+    for key in ("unimix", "actor_unimix"):
+        r.number(key, 0, 1, high_open=True)
+    r.number("latent_min_std", 0, low_open=True)
+    r.number("actor_min_std", 0, low_open=True)
+    r.check(isinstance(cfg.actor_max_std, (int, float)) and cfg.actor_max_std >= cfg.actor_min_std,
+            "actor_max_std", f"must be >= actor_min_std={cfg.actor_min_std}")
+    for key in ("dyn_scale", "rep_scale", "free_nats", "dec_scale", "reward_scale", "cont_scale", "actor_entropy",
+                "critic_slowreg"):
+        r.number(key, 0)
+    for key in ("model_lr", "actor_lr", "critic_lr", "model_eps", "ac_eps", "model_grad_clip", "actor_grad_clip",
+                "critic_grad_clip", "train_ratio"):
+        r.number(key, 0, low_open=True)
+    r.number("default_discount", 0, 1, low_open=True, high_open=True)
+    r.number("return_lambda", 0, 1)
+    r.number("actor_grad_mix", 0, 1)
+    r.number("critic_ema", 0, 1, low_open=True)
+    r.number("retnorm_rate", 0, 1, low_open=True)

@@ -1,0 +1,1 @@
+"""DreamerV3 (Hafner et al., 2023) on the shared framework: `agent=dreamer`."""

@@ -1,0 +1,170 @@
+"""DreamerV3 behaviour learning in imagination: actor, critic with a slow EMA regulariser, lambda-returns
+weighted by predicted continues, and return normalisation (EMA of the 5th-95th percentile range, floored at 1,
+the framework's `RunningScale`)."""
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common.init import weight_init, zero_
+from common.layers import mlp
+from common.math import TwoHot, gaussian_logprob, squash
+from common.scale import RunningScale
+from src.dreamer.rssm import gumbel_argmax
+
+
+def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,
+                   lam: float) -> torch.Tensor:
+    """TD(lambda) returns of imagined states 0..H-1.
+
+    reward (H, N, 1) and cont (H, N, 1) belong to states 1..H (received / continuing on arriving there),
+    value (H+1, N, 1) to states 0..H. R_H = V_H and
+    R_t = r_{t+1} + gamma * c_{t+1} * ((1 - lam) * V_{t+1} + lam * R_{t+1}). Returns (H, N, 1).
+    """
+    H = reward.shape[0]
+    ret = value[-1]
+    out = []
+    for t in reversed(range(H)):
+        ret = reward[t] + gamma * cont[t] * ((1 - lam) * value[t + 1] + lam * ret)
+        out.append(ret)
+    return torch.stack(out[::-1])
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian (continuous) or one-hot categorical with unimix (discrete)."""
+
+    def __init__(self, feat_dim: int, action_dim: int, discrete: bool, hidden: int, layers: int, act,
+                 min_std: float, max_std: float, unimix: float):
+        super().__init__()
+        self.action_dim, self.discrete = action_dim, discrete
+        self.min_std, self.max_std, self.unimix = min_std, max_std, unimix
+        self.net = mlp(feat_dim, [hidden] * layers, action_dim if discrete else 2 * action_dim, hidden_act=act)
+
+    def _params(self, feat):
+        out = self.net(feat)
+        if self.discrete:
+            probs = F.softmax(out, -1)
+            if self.unimix > 0:
+                probs = (1 - self.unimix) * probs + self.unimix / self.action_dim
+            return probs, None
+        mean, std = out.chunk(2, -1)
+        mean = 5 * torch.tanh(mean / 5)
+        std = (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std
+        return mean, std
+
+    def forward(self, feat, deterministic: bool = False):
+        """(action, raw): a differentiable sample (straight-through one-hot, or reparameterised tanh-Gaussian)
+        and what `log_prob` needs (the one-hot itself, or the pre-tanh sample), detached."""
+        a, std = self._params(feat)
+        if self.discrete:
+            idx = a.argmax(-1) if deterministic else gumbel_argmax(a.log())
+            onehot = F.one_hot(idx, self.action_dim).to(a.dtype)
+            return onehot + a - a.detach(), onehot
+        if deterministic:
+            return torch.tanh(a), a.detach()
+        raw = a + std * torch.randn_like(std)
+        return torch.tanh(raw), raw.detach()
+
+    def log_prob_entropy(self, feat, raw):
+        """log pi(raw | feat) and an entropy estimate, both (..., 1). For the tanh-Gaussian the entropy is
+        -log pi of a fresh reparameterised sample (unbiased, with the right gradient)."""
+        a, std = self._params(feat)
+        if self.discrete:
+            logp = a.log()
+            return (raw * logp).sum(-1, keepdim=True), -(a * logp).sum(-1, keepdim=True)
+        log_std = std.log()
+        _, _, logp = squash(a, raw, gaussian_logprob((raw - a) / std, log_std))
+        eps = torch.randn_like(std)
+        _, _, logp_fresh = squash(a, a + std * eps, gaussian_logprob(eps, log_std))
+        return logp, -logp_fresh
+
+
+class Critic(nn.Module):
+    """Value of a feature: two-hot symlog over `num_bins` bins, or a scalar for MSE; zero-initialised output."""
+
+    def __init__(self, feat_dim: int, hidden: int, layers: int, act, twohot: TwoHot | None):
+        super().__init__()
+        self.two_hot = twohot
+        self.net = mlp(feat_dim, [hidden] * layers, twohot.num_bins if twohot is not None else 1, hidden_act=act)
+
+    def forward(self, feat):
+        """Raw output: logits (..., bins) or the value (..., 1)."""
+        return self.net(feat)
+
+    def value(self, feat):
+        out = self.net(feat)
+        return self.two_hot.decode(out) if self.two_hot is not None else out
+
+    def loss(self, out, target):
+        """Per-element loss (...,) of raw output `out` against scalar targets (..., 1)."""
+        if self.two_hot is not None:
+            return self.two_hot.ce(out, target).squeeze(-1)
+        return (out - target).pow(2).squeeze(-1)
+
+
+class Behavior(nn.Module):
+    """Actor, critic, slow critic and return scale; `actor_loss` and `critic_loss` for one imagined batch."""
+
+    def __init__(self, cfg, feat_dim: int, action_dim: int, discrete: bool, act, gamma: float):
+        super().__init__()
+        self.cfg, self.gamma, self.discrete = cfg, gamma, discrete
+        twohot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax) if cfg.critic_head == "twohot" else None
+        self.actor = Actor(feat_dim, action_dim, discrete, cfg.hidden, cfg.layers, act, cfg.actor_min_std,
+                           cfg.actor_max_std, cfg.actor_unimix)
+        self.critic = Critic(feat_dim, cfg.hidden, cfg.layers, act, twohot)
+        self.apply(weight_init)
+        zero_(self.critic.net[-1].weight, self.critic.net[-1].bias)
+        self.critic_slow = copy.deepcopy(self.critic).requires_grad_(False)
+        self.retnorm = RunningScale(cfg.retnorm_rate)
+        grad = cfg.actor_grad if cfg.actor_grad != "auto" else ("reinforce" if discrete else "dynamics")
+        self.dyn_mix = {"reinforce": 0.0, "dynamics": 1.0, "both": float(cfg.actor_grad_mix)}[grad]
+
+    @property
+    def needs_dynamics_grad(self) -> bool:
+        return self.dyn_mix > 0
+
+    def imagine(self, wm, start, horizon: int):
+        """Imagined trajectory from `start` states (N,): features (H+1, N, F), raw actions (H, N, A)."""
+        states, _, raw = wm.rssm.imagine(self.actor, start, horizon)
+        return wm.rssm.feat(states), raw
+
+    def actor_loss(self, wm, feat, raw, start_cont, episodic: bool):
+        """Actor loss on an imagined trajectory. The caller freezes the world model and the critic (their
+        parameters get no gradient); gradients reach the actor through log-probabilities (REINFORCE) and,
+        with dynamics backprop, through the imagined features. Returns (loss, targets for the critic, metrics)."""
+        cfg = self.cfg
+        reward = wm.reward(feat[1:])  # (H, N, 1)
+        cont = wm.cont(feat[1:]) if episodic else torch.ones_like(reward)
+        value = self.critic.value(feat)  # (H+1, N, 1)
+        returns = lambda_returns(reward, cont, value, self.gamma, cfg.return_lambda)  # (H, N, 1)
+        with torch.no_grad():  # weight of state t: probability that it is reached alive
+            weight = torch.cumprod(torch.cat([start_cont.unsqueeze(0), cont[:-1]], 0), 0)  # (H, N, 1)
+            self.retnorm.update(returns)
+        scale = self.retnorm.value
+        adv = ((returns - value[:-1]) / scale).detach()
+        logp, entropy = self.actor.log_prob_entropy(feat[:-1].detach(), raw)
+        objective = (1 - self.dyn_mix) * logp * adv + cfg.actor_entropy * entropy
+        if self.dyn_mix > 0:
+            objective = objective + self.dyn_mix * returns / scale
+        loss = -(weight * objective).mean()
+        metrics = {"actor_loss": loss.detach(), "actor_entropy": entropy.mean().detach(),
+                   "imag_return": returns.mean().detach(), "return_scale": scale.detach().clone(),
+                   "imag_reward": reward.mean().detach(), "imag_cont": cont.mean().detach()}
+        return loss, (feat[:-1].detach(), returns.detach(), weight), metrics
+
+    def critic_loss(self, feat, returns, weight):
+        """Critic regression on lambda-returns plus the slow-critic regulariser, weighted by continues."""
+        out = self.critic(feat)
+        with torch.no_grad():
+            slow = self.critic_slow.value(feat)
+        loss = self.critic.loss(out, returns) + self.cfg.critic_slowreg * self.critic.loss(out, slow)
+        loss = (weight.squeeze(-1) * loss).mean()
+        with torch.no_grad():
+            value = self.critic.two_hot.decode(out) if self.critic.two_hot is not None else out
+        return loss, {"critic_loss": loss.detach(), "value": value.mean()}
+
+    @torch.no_grad()
+    def update_slow(self):
+        for p, q in zip(self.critic.parameters(), self.critic_slow.parameters()):
+            q.lerp_(p, self.cfg.critic_ema)
