@@ -1,0 +1,171 @@
+"""Seconds per Dreamer training step (world model + actor + critic) at batch 16 x 64, horizon 15.
+
+Follows specs/benchmarks.md: a same-run fp32 matmul reference (1024^3, median of 20 after 3 warm-ups) per
+thread count; eager and compiled agents timed in the same run, alternating call by call; warm-up calls first
+(compile's first call timed separately), then medians with min and max; FLOPs from torch.utils.flop_counter
+(matmuls/convs, forward + backward) over one eager update; rows appended to
+results/bench_dreamer_update_speed.csv and a Markdown table printed.
+
+    .venv/bin/python bench/dreamer_update_speed.py                      # XS and S, eager+compiled, 1 and 2 threads
+    .venv/bin/python bench/dreamer_update_speed.py --sizes XS --modes eager --threads 1
+"""
+import argparse
+import csv
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import common.config  # noqa: E402,F401  (registers the preset resolver)
+from common.config import validate  # noqa: E402
+from envs.spec import EnvSpec  # noqa: E402
+
+TASK = EnvSpec(obs_shape=(17,), action_dim=6, discrete=False, episode_length=500, action_repeat=2, episodic=False,
+               task="cheetah-run (shapes only: 17-dim obs, 6 actions)")
+
+
+def make_cfg(size: str, compiled: bool):
+    from hydra import compose, initialize_config_dir
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return validate(compose("config", overrides=["agent=dreamer", f"model_size={size}",
+                                                     f"compile={str(compiled).lower()}"]))
+
+
+def make_batch(L: int, B: int):
+    from tensordict import TensorDict
+    g = torch.Generator().manual_seed(0)
+    is_first = torch.zeros(L, B, 1, dtype=torch.bool)
+    is_first[0] = True
+    return TensorDict({"obs": torch.randn(L, B, *TASK.obs_shape, generator=g),
+                       "action": torch.rand(L, B, TASK.action_dim, generator=g) * 2 - 1,
+                       "reward": torch.rand(L, B, 1, generator=g), "terminated": torch.zeros(L, B, 1),
+                       "is_first": is_first}, batch_size=(L, B))
+
+
+def matmul_gflops() -> float:
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(20):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * 1024 ** 3 / statistics.median(times) / 1e9
+
+
+def update_flops(agent, batch) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        agent.update(batch)
+    return counter.get_total_flops()
+
+
+def timed(agent, batch) -> float:
+    t = time.perf_counter()
+    agent.update(batch)
+    return time.perf_counter() - t
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}; {os.cpu_count()} cpus; {platform.system()} {platform.release()}; torch {torch.__version__}"
+
+
+def commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
+    except Exception:
+        return "unknown"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--sizes", nargs="+", default=["XS", "S"])
+    p.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--timed", type=int, default=20)
+    p.add_argument("--timed-large", type=int, default=5,
+                   help="timed calls for sizes other than XS (S takes seconds per step on 2 cores)")
+    p.add_argument("--csv", default=str(ROOT / "results" / "bench_dreamer_update_speed.csv"))
+    args = p.parse_args()
+    from src.dreamer.agent import Dreamer
+
+    rows, desc, sha = [], machine(), commit()
+    for size in args.sizes:
+        n_timed = args.timed if size == "XS" else args.timed_large
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            torch.manual_seed(0)
+            agents = {m: Dreamer(make_cfg(size, m == "compiled"), TASK, torch.device("cpu")) for m in args.modes}
+            any_agent = next(iter(agents.values()))
+            cfg = any_agent.cfg
+            batch = make_batch(any_agent.seq_len, any_agent.batch_size)
+            params = any_agent.parameter_counts()["total"]
+            flops = update_flops(Dreamer(make_cfg(size, False), TASK, torch.device("cpu")), batch)
+            first = {}
+            for m, agent in agents.items():  # warm-up; the compiled agent's first call includes compilation
+                first[m] = timed(agent, batch)
+                for _ in range(args.warmup - 1):
+                    timed(agent, batch)
+            ref = matmul_gflops()
+            times = {m: [] for m in agents}
+            for _ in range(n_timed):  # alternate eager / compiled call by call
+                for m, agent in agents.items():
+                    times[m].append(timed(agent, batch))
+            med = {m: statistics.median(v) for m, v in times.items()}
+            for m in agents:
+                achieved = flops / med[m] / 1e9
+                row = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": sha, "machine": desc,
+                       "size": size, "params": params, "mode": m, "threads": threads, "batch": cfg.batch_size,
+                       "seq_len": cfg.seq_len, "horizon": cfg.horizon, "latent": cfg.latent,
+                       "actor_grad": "dynamics (auto, continuous)", "task": TASK.task,
+                       "median_s": round(med[m], 4), "min_s": round(min(times[m]), 4),
+                       "max_s": round(max(times[m]), 4), "n_warmup": args.warmup, "n_timed": n_timed,
+                       "first_call_s": round(first[m], 2), "gflop_per_step": round(flops / 1e9, 2),
+                       "achieved_gflops": round(achieved, 1), "matmul_gflops": round(ref, 1),
+                       "frac_of_matmul": round(achieved / ref, 3),
+                       "compiled_speedup": round(med["eager"] / med["compiled"], 3)
+                       if {"eager", "compiled"} <= set(med) else ""}
+                rows.append(row)
+                print(f"{size} {m} threads={threads}: median {med[m]:.3f} s (min {min(times[m]):.3f}, "
+                      f"max {max(times[m]):.3f}), first call {first[m]:.1f} s", flush=True)
+
+    path = Path(args.csv)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    cols = ["size", "params", "mode", "threads", "median_s", "min_s", "max_s", "n_timed", "first_call_s",
+            "gflop_per_step", "achieved_gflops", "matmul_gflops", "frac_of_matmul", "compiled_speedup"]
+    print(f"\nDreamer update, batch {rows[0]['batch']} x {rows[0]['seq_len']}, horizon {rows[0]['horizon']}, "
+          f"{rows[0]['latent']} latent, {TASK.task}; {desc}; commit {sha}\n")
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    print(f"\nappended {len(rows)} rows to {path}")
+
+
+if __name__ == "__main__":
+    main()
