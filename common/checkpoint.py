@@ -4,6 +4,7 @@ optimisers), trainer counters and RNG states; the replay buffer in a directory b
 Saves are atomic (temporary file, then rename), and each checkpoint names its own buffer directory,
 so a run killed at any moment leaves the previous checkpoint and its buffer intact.
 """
+import dataclasses
 import random
 import shutil
 from pathlib import Path
@@ -37,7 +38,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: Path, cfg, agent, trainer_state: dict, buffer=None) -> None:
+def save(path: Path, cfg, spec, agent, trainer_state: dict, buffer=None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer_dir = None
@@ -49,7 +50,7 @@ def save(path: Path, cfg, agent, trainer_state: dict, buffer=None) -> None:
         shutil.rmtree(path.parent / buffer_dir, ignore_errors=True)
         tmp_dir.rename(path.parent / buffer_dir)
     payload = {"format_version": FORMAT_VERSION, "config": OmegaConf.to_container(cfg, resolve=True),
-               "agent": agent.state_dict(), "trainer": trainer_state, "rng": rng_state(),
+               "spec": dataclasses.asdict(spec), "agent": agent.state_dict(), "trainer": trainer_state, "rng": rng_state(),
                "buffer_dir": buffer_dir, "buffer_state": buffer.state_dict() if buffer is not None else None}
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)

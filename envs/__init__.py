@@ -47,9 +47,13 @@ def _build_gym_env(cfg, seed: int) -> tuple[gym.Env, str]:
         from envs.hockey.task import make_hockey_env
         mode, opponent = HOCKEY_TASKS[cfg.task]
         h = cfg.hockey
-        env = make_hockey_env(opponent=opponent if h.opponent == "auto" else h.opponent,
-                              mode=mode if h.mode == "auto" else h.mode, reward=h.reward, side=h.side,
-                              backend=h.backend, seed=seed, opponent_checkpoint=h.opponent_checkpoint)
+        opponent = opponent if h.opponent == "auto" else h.opponent
+        opponent_policy = None
+        if opponent == "checkpoint":  # a frozen agent of either type plays the other side
+            from src.policy import CheckpointPolicy
+            opponent_policy = CheckpointPolicy(h.opponent_checkpoint)
+        env = make_hockey_env(opponent=opponent, mode=mode if h.mode == "auto" else h.mode, reward=h.reward,
+                              side=h.side, backend=h.backend, seed=seed, opponent_policy=opponent_policy)
     if isinstance(env.action_space, gym.spaces.Box):
         env = RescaleAction(env)
     return env, kind

@@ -188,13 +188,10 @@ def test_backends(monkeypatch):
     _run_episode(env)
 
 
-def test_checkpoint_opponent_hook(monkeypatch):
+def test_policy_opponent():
     with pytest.raises(ValueError):
         make_hockey_env(opponent="checkpoint")
-    with pytest.raises(NotImplementedError):
-        make_hockey_env(opponent="checkpoint", opponent_checkpoint="x.pt")
-    monkeypatch.setattr(task_mod, "CHECKPOINT_LOADER", lambda path: (lambda obs: np.zeros(4)))
-    env = make_hockey_env(opponent="checkpoint", opponent_checkpoint="x.pt", seed=0)
+    env = make_hockey_env(opponent="checkpoint", opponent_policy=lambda obs: np.zeros(4), seed=0)
     assert env.opponent_name == "policy"
     env.reset()
     env.step(np.zeros(4))

@@ -44,7 +44,7 @@ class OnlineTrainer:
         self._elapsed = state["elapsed"]
 
     def save_checkpoint(self) -> None:
-        checkpoint.save(self.ckpt_path, self.cfg, self.agent, self.state(),
+        checkpoint.save(self.ckpt_path, self.cfg, self.spec, self.agent, self.state(),
                         self.buffer if self.cfg.save_buffer else None)
 
     # ------------------------------------------------------------------ loop

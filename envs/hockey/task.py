@@ -10,7 +10,7 @@ opponent
     ``"weak"`` / ``"strong"``: :class:`~envs.hockey.opponents.BasicOpponent` (kp 0.5 / 10) with a private,
     seeded random state (the original draws from global ``np.random``; the control law is identical and
     verified against the reference traces). ``"none"``: the other player sends zero actions.
-    ``"checkpoint"``: needs ``opponent_policy`` or ``opponent_checkpoint`` (see below).
+    ``"checkpoint"``: needs ``opponent_policy`` (``envs.make_env`` builds it from ``hockey.opponent_checkpoint``).
     ``opponent_policy`` (a callable ``obs -> action``; the obs is from the opponent's own perspective, its
     4 actions are in its own frame) overrides ``opponent``; if it has a ``reset()`` method that is called at
     the start of each episode.
@@ -64,15 +64,10 @@ from gymnasium import spaces
 
 from .opponents import BasicOpponent
 
-__all__ = ["make_hockey_env", "HockeyTask", "SHAPING_WEIGHTS", "MODES", "load_backend", "CHECKPOINT_LOADER"]
+__all__ = ["make_hockey_env", "HockeyTask", "SHAPING_WEIGHTS", "MODES", "load_backend"]
 
 SHAPING_WEIGHTS = {"touch": 0.25, "direction": 5.0}
 MODES = {"normal": "NORMAL", "shooting": "TRAIN_SHOOTING", "defense": "TRAIN_DEFENSE"}
-
-#: Hook for ``opponent="checkpoint"``: a callable ``path -> policy`` (policy: ``obs -> action``), set by the
-#: agent code (``envs.hockey.task.CHECKPOINT_LOADER = fn``). Kept here so this module needs no agent import.
-CHECKPOINT_LOADER: Callable[[str], Callable] | None = None
-
 
 def load_backend(backend: str = "ours"):
     """Return the module that provides ``HockeyEnv`` and ``Mode`` for ``backend``."""
@@ -119,7 +114,7 @@ class HockeyTask(gym.Env):
 
     def __init__(self, opponent: str = "weak", mode: str = "normal", reward: str = "sparse",
                  side: str = "alternate", backend: str = "ours", seed: int | None = None,
-                 opponent_policy: Callable | None = None, opponent_checkpoint: str | None = None,
+                 opponent_policy: Callable | None = None,
                  shaping_weights: dict | None = None, timeout: str = "terminated",
                  render_mode: str | None = "rgb_array", env_kwargs: dict | None = None):
         if mode not in MODES:
@@ -148,14 +143,9 @@ class HockeyTask(gym.Env):
         self._np_random, _ = gym.utils.seeding.np_random(seed)
         self._rng = self._np_random
         opp_rng = np.random.RandomState(self._rng.integers(2**31))
-        if opponent_policy is None and (opponent == "checkpoint" or opponent_checkpoint is not None):
-            if opponent_checkpoint is None:
-                raise ValueError("opponent='checkpoint' needs opponent_checkpoint=<path> or opponent_policy")
-            if CHECKPOINT_LOADER is None:
-                raise NotImplementedError(
-                    "no checkpoint loader registered: set envs.hockey.task.CHECKPOINT_LOADER = fn(path) -> policy, "
-                    "or pass opponent_policy=callable(obs) -> action")
-            opponent_policy = CHECKPOINT_LOADER(opponent_checkpoint)
+        if opponent == "checkpoint" and opponent_policy is None:
+            # the framework's factory (envs.make_env) loads hockey.opponent_checkpoint into a policy
+            raise ValueError("opponent='checkpoint' needs opponent_policy=callable(obs) -> action")
         if opponent_policy is not None:
             self.opponent = _CallableOpponent(opponent_policy)
             self.opponent_name = "policy"

@@ -1,0 +1,101 @@
+"""Evaluate a checkpoint: python evaluate.py checkpoint=PATH eval_episodes=10 [save_video=true].
+
+On hockey tasks it reports win/draw/loss against the weak and strong BasicOpponents over `hockey_games`
+games with alternating sides, with 95% Wilson intervals.
+"""
+import json
+import math
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+import common.config  # noqa: F401  (registers the preset resolver)
+from common.checkpoint import CheckpointError
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def run_episode(env, agent, frames: list | None = None):
+    obs, done, ret, t, info = env.reset(), False, 0.0, 0, {}
+    while not done:
+        if frames is not None:
+            frames.append(env.render())
+        obs, reward, done, info = env.step(agent.act(obs, t0=t == 0, eval_mode=True))
+        ret, t = ret + reward, t + 1
+    return ret, t, info
+
+
+def save_video(frames: list, path: Path, fps: int = 30) -> Path:
+    import imageio
+    try:
+        imageio.mimsave(path.with_suffix(".mp4"), frames, fps=fps)
+        return path.with_suffix(".mp4")
+    except Exception:  # no ffmpeg backend
+        imageio.mimsave(path.with_suffix(".gif"), frames, duration=1 / fps)
+        return path.with_suffix(".gif")
+
+
+@hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
+def main(eval_cfg) -> None:
+    from common.run import device_of
+    from envs import HOCKEY_TASKS, make_env
+    from src.policy import load_agent
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        agent, cfg, spec = load_agent(eval_cfg.checkpoint, device_of(eval_cfg))
+    except CheckpointError as e:
+        sys.exit(f"Cannot evaluate: {e}")
+    task = eval_cfg.task or cfg.task
+    torch.manual_seed(eval_cfg.seed)
+    results = {"checkpoint": str(eval_cfg.checkpoint), "task": task}
+
+    def env_for(**overrides):
+        run_cfg = OmegaConf.merge(cfg, {"task": task, **overrides})
+        env, env_spec = make_env(run_cfg, seed=eval_cfg.seed)
+        if (env_spec.obs_shape, env_spec.action_dim) != (spec.obs_shape, spec.action_dim):
+            sys.exit(f"task={task} has observations {env_spec.obs_shape} / {env_spec.action_dim} actions; the "
+                     f"checkpoint was trained on {spec.obs_shape} / {spec.action_dim}")
+        return env
+
+    if task in HOCKEY_TASKS:
+        for opponent in ("weak", "strong"):
+            env = env_for(hockey={"opponent": opponent, "side": "alternate"})
+            outcomes = [run_episode(env, agent)[2].get("winner", 0) for _ in range(eval_cfg.hockey_games)]
+            n = len(outcomes)
+            row = {}
+            for name, value in (("win", 1), ("draw", 0), ("loss", -1)):
+                k = sum(o == value for o in outcomes)
+                row[name] = {"rate": k / n, "ci95": wilson_interval(k, n)}
+            results[opponent] = row
+            print(f"vs {opponent:6s} over {n} games: " + ", ".join(
+                f"{name} {v['rate']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" for name, v in row.items()))
+    else:
+        env = env_for()
+        returns = [run_episode(env, agent)[0] for _ in range(eval_cfg.eval_episodes)]
+        results.update(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)), returns=returns)
+        print(f"{task}: return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes")
+
+    if eval_cfg.save_video:
+        frames = []
+        run_episode(env, agent, frames)
+        results["video"] = str(save_video(frames, out_dir / "episode"))
+        print(f"Video: {results['video']}")
+    (out_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
+    print(f"Results: {out_dir / 'evaluation.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Agents restored from checkpoints, for evaluation and as opponents."""
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from common import checkpoint
+from envs.spec import EnvSpec
+
+
+def load_agent(path: str | Path, device: torch.device | str = "cpu"):
+    """(agent, config, spec) rebuilt from a checkpoint file, with the weights needed to act."""
+    from src import make_agent
+    payload = checkpoint.load(path, map_location=device)
+    cfg = OmegaConf.create(payload["config"])
+    spec = EnvSpec(**{k: tuple(v) if k == "obs_shape" else v for k, v in payload["spec"].items()})
+    agent = make_agent(cfg, spec, torch.device(device))
+    agent.load_policy_state(payload["agent"])
+    return agent, cfg, spec
+
+
+class CheckpointPolicy:
+    """A frozen agent as a callable `obs (numpy) -> action (numpy)`, acting deterministically.
+
+    `reset()` marks the next call as an episode's first step (the hockey task calls it at each reset)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        self.agent, self.cfg, self.spec = load_agent(path, device)
+        self._t0 = True
+
+    def reset(self) -> None:
+        self._t0 = True
+
+    def __call__(self, obs) -> np.ndarray:
+        action = self.agent.act(torch.as_tensor(np.asarray(obs, np.float32)), t0=self._t0, eval_mode=True)
+        self._t0 = False
+        return action.numpy()

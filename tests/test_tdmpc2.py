@@ -1,0 +1,103 @@
+import copy
+
+import torch
+
+from common.buffer import Buffer, episode_step
+
+
+def _fill(env, spec, buffer, episodes=2):
+    for _ in range(episodes):
+        obs = env.reset()
+        steps = [episode_step(obs, torch.zeros(spec.action_dim), 0.0, False, True)]
+        done = False
+        while not done:
+            a = env.rand_act()
+            obs, r, done, info = env.step(a)
+            steps.append(episode_step(obs, a, r, info["terminated"], False))
+        buffer.add(torch.stack(steps))
+
+
+def test_planner_actions_in_bounds_and_deterministic_under_seed(tiny_tdmpc2):
+    cfg, env, spec, agent = tiny_tdmpc2()
+    obs = env.reset()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        actions = [agent.act(obs, t0=t == 0) for t in range(5)]
+        runs.append(torch.stack(actions))
+    assert runs[0].shape == (5, spec.action_dim)
+    assert (runs[0].abs() <= 1).all()
+    assert torch.equal(runs[0], runs[1])
+    eval_action = agent.act(obs, t0=True, eval_mode=True)
+    assert eval_action.shape == (spec.action_dim,) and eval_action.abs().max() <= 1
+
+
+def test_policy_prior_acting_without_planning(tiny_tdmpc2):
+    cfg, env, spec, agent = tiny_tdmpc2("mpc=false")
+    obs = env.reset()
+    a1, a2 = agent.act(obs, eval_mode=True), agent.act(obs, eval_mode=True)
+    assert torch.equal(a1, a2)  # eval: the policy mean
+    assert not torch.equal(agent.act(obs), agent.act(obs))  # training: sampled
+
+
+def test_one_update_moves_expected_parameters_and_target_only_by_polyak(tiny_tdmpc2):
+    cfg, env, spec, agent = tiny_tdmpc2()
+    buffer = Buffer(5000, agent.seq_len, agent.batch_size)
+    _fill(env, spec, buffer)
+    model = agent.model
+    before = copy.deepcopy(model.state_dict())
+    metrics = agent.update(buffer.sample())
+    after = model.state_dict()
+    for name in ("encoder", "dynamics", "reward_head", "policy_prior", "q_ensemble"):
+        moved = [k for k in before if k.startswith(name + ".") and not torch.equal(before[k], after[k])]
+        assert moved, f"{name} did not change"
+    for k in before:
+        if k.startswith("target_q."):
+            online = after["q_ensemble." + k[len("target_q."):]]
+            expected = torch.lerp(before[k], online, cfg.tau)
+            assert torch.allclose(after[k], expected, atol=1e-6), k
+    assert all(torch.isfinite(v) for v in metrics.values())
+    assert not any(p.requires_grad for p in model.target_q.parameters())
+
+
+def test_model_loss_does_not_touch_policy_and_policy_loss_does_not_touch_model(tiny_tdmpc2):
+    cfg, env, spec, agent = tiny_tdmpc2()
+    buffer = Buffer(5000, agent.seq_len, agent.batch_size)
+    _fill(env, spec, buffer)
+    batch = buffer.sample()
+    seen = {}
+    original_step = agent.optim.step
+
+    def record_step(*a, **k):  # gradients the world-model optimiser is about to apply
+        seen["pi_grads"] = [p.grad for p in agent.model.policy_prior.parameters()]
+        return original_step(*a, **k)
+    agent.optim.step = record_step
+    agent.update(batch)
+    assert all(g is None for g in seen["pi_grads"])
+    # the policy update leaves the Q ensemble's gradients empty (its weights are detached there)
+    assert all(p.grad is None for p in agent.model.q_ensemble.parameters())
+
+
+def test_termination_head_only_for_episodic_tasks(tiny_tdmpc2):
+    _, _, spec, agent = tiny_tdmpc2()
+    assert spec.episodic and agent.model.termination_head is not None
+    _, _, spec, agent = tiny_tdmpc2("episodic=false")
+    assert agent.model.termination_head is None
+
+
+def test_state_dict_round_trip_restores_actions_and_optimizers(tiny_tdmpc2):
+    cfg, env, spec, agent = tiny_tdmpc2()
+    buffer = Buffer(5000, agent.seq_len, agent.batch_size)
+    _fill(env, spec, buffer)
+    agent.update(buffer.sample())
+    state = copy.deepcopy(agent.state_dict())
+    _, _, _, other = tiny_tdmpc2()
+    other.load_state_dict(state)
+    obs = env.reset()
+    torch.manual_seed(5)
+    a = agent.act(obs, t0=True, eval_mode=True)
+    torch.manual_seed(5)
+    b = other.act(obs, t0=True, eval_mode=True)
+    assert torch.equal(a, b)
+    assert other.optim.state_dict()["state"].keys() == agent.optim.state_dict()["state"].keys()
+    assert torch.equal(other.scale.value, agent.scale.value)
