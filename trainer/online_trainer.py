@@ -1,4 +1,5 @@
 """Online training: random-action seeding, then act with the agent and update from replay."""
+import json
 import time
 from collections import deque
 from pathlib import Path
@@ -80,6 +81,7 @@ class OnlineTrainer:
                     self._elapsed = time.time() - start
                     self.logger.log({**last_eval, "elapsed_time": self._elapsed}, self.step, "eval")
                     progress.eval_return = last_eval["episode_reward"]
+                    self._multi_gamma_snapshot()
                     self._next_eval += cfg.eval_freq
                 t_episode = time.time()
                 steps_before = self.step
@@ -109,6 +111,16 @@ class OnlineTrainer:
             raise
         finally:
             progress.close()
+
+    def _multi_gamma_snapshot(self) -> None:
+        """multi_gamma.debug_logging: a bounded snapshot of the auxiliary heads, as JSON lines."""
+        mg = self.cfg.multi_gamma
+        if not (mg.enabled and mg.debug_logging and len(self.buffer) > 0):
+            return
+        records = self.agent.multi_gamma_snapshot(self.buffer.sample(), mg.log_num_examples)
+        with open(self.run_dir / "multi_gamma_snapshots.jsonl", "a") as f:
+            for record in records:
+                f.write(json.dumps({"step": self.step, **record}) + "\n")
 
     def _collect_episode(self, progress):
         """Play one episode (random actions while seeding), updating the agent as we go."""

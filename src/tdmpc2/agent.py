@@ -121,14 +121,8 @@ class TDMPC2:
             td_target = reward + self.discount * (1 - terminated) * bootstrap
 
         m.train()
-        z = m.encode(obs[0])
-        zs = [z]
-        consistency_loss = 0.0
-        for t in range(T):
-            z = m.next(z, action[t])
-            consistency_loss = consistency_loss + F.mse_loss(z, next_z[t]) * self._rho[t]
-            zs.append(z)
-        zs = torch.stack(zs)  # (T+1, B, latent)
+        zs = self._rollout(obs[0], action)  # (T+1, B, latent)
+        consistency_loss = ((zs[1:] - next_z).pow(2).mean((1, 2)) * self._rho).sum()
         _zs = zs[:-1]
         q_logits = m.Q(_zs, action, return_type="all")  # (num_q, T, B, num_bins)
         reward_ce = m.two_hot.ce(m.reward(_zs, action), reward)  # (T, B, 1)
@@ -160,13 +154,26 @@ class TDMPC2:
         metrics["pi_scale"] = self.scale.value.clone()
         return metrics
 
-    def _multi_gamma_loss(self, zs, reward, terminated, bootstrap):
+    def _rollout(self, z0_obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Latents (T+1, B, latent): the encoded first observation, then the dynamics under `action`."""
+        z = self.model.encode(z0_obs)
+        zs = [z]
+        for t in range(action.shape[0]):
+            z = self.model.next(z, action[t])
+            zs.append(z)
+        return torch.stack(zs)
+
+    def _multi_gamma_terms(self, zs, reward, terminated, bootstrap):
         """One-step TD targets r + gamma_i (1 - term) V(s') for each auxiliary discount, with the primary
-        bootstrap V (no gradient), two-hot cross-entropy, rho**t weighting, averaged over the horizon."""
+        bootstrap V (no gradient): targets (m, T, B, 1), logits (m, T, B, num_bins), CE (m, T, B, 1)."""
+        targets = reward + self._aux_discounts * (1 - terminated) * bootstrap
+        logits = self.model.multi_gamma_head(zs)
+        return targets, logits, self.model.two_hot.ce(logits, targets)
+
+    def _multi_gamma_loss(self, zs, reward, terminated, bootstrap):
+        """Two-hot cross-entropy of each auxiliary head, rho**t weighted, averaged over the horizon."""
         m, T = self.model, self.cfg.horizon
-        targets = reward + self._aux_discounts * (1 - terminated) * bootstrap  # (m, T, B, 1)
-        logits = m.multi_gamma_head(zs)  # (m, T, B, num_bins)
-        ce = m.two_hot.ce(logits, targets)  # (m, T, B, 1)
+        _, logits, ce = self._multi_gamma_terms(zs, reward, terminated, bootstrap)
         per_discount = (ce.mean((2, 3)) * self._rho).sum(1) / T  # (m,)
         with torch.no_grad():
             decoded = m.two_hot.decode(logits)  # (m, T, B, 1)
@@ -176,6 +183,32 @@ class TDMPC2:
             metrics[f"aux_value_pred_mean/g{gamma:g}"] = decoded[i].mean()
             metrics[f"aux_value_pred_std/g{gamma:g}"] = decoded[i].std()
         return self.cfg.multi_gamma.loss_weight * per_discount.sum(), metrics
+
+    @torch.no_grad()
+    def multi_gamma_snapshot(self, batch, num_examples: int) -> list[dict]:
+        """Per auxiliary discount, for the first `num_examples` sequences of a replay batch and each rollout
+        step: target, decoded prediction, absolute error, bootstrap, top-2 bins with probabilities, CE."""
+        if self.model.multi_gamma_head is None:
+            return []
+        self.model.eval()
+        obs, action = batch["obs"][:, :num_examples], batch["action"][1:, :num_examples]
+        reward, terminated = batch["reward"][1:, :num_examples], batch["terminated"][1:, :num_examples]
+        next_z = self.model.encode(obs[1:])
+        bootstrap = self.model.Q(next_z, self.model.pi(next_z)[0], return_type="min", target=True)  # (T, B, 1)
+        zs = self._rollout(obs[0], action)[:-1]  # (T, B, latent)
+        targets, logits, ce = self._multi_gamma_terms(zs, reward, terminated, bootstrap)
+        preds = self.model.two_hot.decode(logits)  # (m, T, B, 1)
+        top_p, top_bin = logits.softmax(-1).topk(2, dim=-1)  # (m, T, B, 2)
+        records = []
+        for i, gamma in enumerate(self.discounts[1:]):
+            for b in range(obs.shape[1]):
+                records.append({
+                    "gamma": gamma, "example": b, "target": targets[i, :, b, 0].tolist(),
+                    "prediction": preds[i, :, b, 0].tolist(),
+                    "abs_error": (preds[i, :, b, 0] - targets[i, :, b, 0]).abs().tolist(),
+                    "bootstrap": bootstrap[:, b, 0].tolist(), "top2_bins": top_bin[i, :, b].tolist(),
+                    "top2_probs": top_p[i, :, b].tolist(), "ce_per_step": ce[i, :, b, 0].tolist()})
+        return records
 
     def _update_pi(self, zs: torch.Tensor):
         """Policy prior: maximise scaled Q (detached Q weights) plus entropy, weighted by rho**t."""

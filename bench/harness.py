@@ -1,0 +1,89 @@
+"""What every benchmark shares (method: shared/specs/benchmarks.md): the same-run matmul reference, timing
+with warm-up and medians, the machine description, and writing rows to results/*.csv plus a Markdown table."""
+import csv
+import datetime
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def matmul_gflops(n: int = 1024, warmup: int = 3, repeats: int = 20) -> float:
+    """fp32 GFLOP/s of an n x n @ n x n product (median), with torch's current thread count."""
+    import torch
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    stats = time_calls(lambda: a @ b, warmup, repeats)
+    return 2 * n ** 3 / stats["median"] / 1e9
+
+
+def time_calls(fn, warmup: int = 3, repeats: int = 20) -> dict:
+    """Seconds per call: median, min and max of `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+
+
+def count_flops(fn) -> float:
+    """FLOPs of one call, counted by torch.utils.flop_counter (matmuls/convs; elementwise ops not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def machine() -> str:
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}; {platform.system()} {platform.release()}; python {platform.python_version()}; torch {torch.__version__}"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def write_results(name: str, rows: list[dict]) -> Path:
+    """Append rows (with date, commit and machine) to results/<name>.csv; return its path."""
+    path = ROOT / "results" / f"{name}.csv"
+    stamp = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": commit(), "machine": machine()}
+    rows = [{**stamp, **row} for row in rows]
+    fields = list(rows[0])
+    if path.exists():
+        with open(path, newline="") as f:
+            old = list(csv.DictReader(f))
+        fields += [k for r in old for k in r if k not in fields]
+        rows = old + rows
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""TD-MPC2 speed: ms per update() and per act() (planning) for model_size 1 and 5, eager and compiled,
+with 1 and 2 threads, on cheetah-run shapes (17-dim observations, 6 actions), batch 256, horizon 3.
+
+    python bench/update_speed.py [--sizes 1 5] [--threads 1 2] [--no-compile] [--repeats 20]
+
+Reference points measured on this kind of machine for the official TD-MPC2 code (shared/specs/benchmarks.md):
+model_size 1: update 109 ms / act 137 ms with 2 threads, 173 / 251 ms with 1; model_size 5, 1 thread: 662 / 706 ms.
+"""
+import argparse
+import time
+
+import torch
+from tensordict import TensorDict
+
+from harness import count_flops, markdown_table, matmul_gflops, time_calls, write_results
+
+import common.config  # noqa: F401  (preset resolver)
+from common.config import validate
+from envs.spec import EnvSpec
+
+OFFICIAL_MS = {(1, 1): (173, 251), (1, 2): (109, 137), (5, 1): (662, 706)}  # (size, threads): (update, act)
+
+
+def build(size: int, compiled: bool):
+    from hydra import compose, initialize_config_dir
+    from harness import ROOT
+    from src import make_agent
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = validate(compose("config", overrides=[f"model_size={size}", f"compile={str(compiled).lower()}",
+                                                    "task=cheetah-run"]))
+    spec = EnvSpec(obs_shape=(17,), action_dim=6, discrete=False, episode_length=500, action_repeat=2,
+                   episodic=False, task="cheetah-run")
+    torch.manual_seed(0)
+    return cfg, spec, make_agent(cfg, spec, torch.device("cpu"))
+
+
+def batch(cfg, spec):
+    L, B = cfg.horizon + 1, cfg.batch_size
+    return TensorDict({"obs": torch.randn(L, B, *spec.obs_shape), "action": torch.rand(L, B, spec.action_dim) * 2 - 1,
+                       "reward": torch.rand(L, B, 1), "terminated": torch.zeros(L, B, 1),
+                       "is_first": torch.zeros(L, B, 1, dtype=torch.bool)}, batch_size=(L, B))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        peak = matmul_gflops()
+        for size in args.sizes:
+            for compiled in [False] + ([] if args.no_compile else [True]):
+                cfg, spec, agent = build(size, compiled)
+                data, obs = batch(cfg, spec), torch.randn(*spec.obs_shape)
+                start = time.perf_counter()
+                agent.update(data)
+                agent.act(obs, t0=True)
+                first_call = time.perf_counter() - start  # includes compilation when compiled
+                update = time_calls(lambda: agent.update(data), 3, args.repeats)
+                act = time_calls(lambda: agent.act(obs), 3, args.repeats)
+                update_flops = count_flops(lambda: agent.update(data)) if not compiled else None
+                act_flops = count_flops(lambda: agent.act(obs)) if not compiled else None
+                official = OFFICIAL_MS.get((size, threads))
+                row = {"model_size": size, "params": agent.parameter_counts()["total"], "threads": threads,
+                       "mode": "compiled" if compiled else "eager", "batch": cfg.batch_size, "horizon": cfg.horizon,
+                       "num_samples": cfg.num_samples, "iterations": cfg.iterations,
+                       "update_ms": update["median"] * 1e3, "update_min_ms": update["min"] * 1e3,
+                       "update_max_ms": update["max"] * 1e3, "act_ms": act["median"] * 1e3,
+                       "act_min_ms": act["min"] * 1e3, "act_max_ms": act["max"] * 1e3,
+                       "first_call_s": first_call, "matmul_peak_gflops": peak}
+                if update_flops:
+                    row["update_frac_of_peak"] = update_flops / update["median"] / 1e9 / peak
+                    row["act_frac_of_peak"] = act_flops / act["median"] / 1e9 / peak
+                if official:
+                    row["update_vs_official"] = row["update_ms"] / official[0]
+                    row["act_vs_official"] = row["act_ms"] / official[1]
+                rows.append(row)
+                print(f"size {size} threads {threads} {row['mode']}: update {row['update_ms']:.1f} ms, "
+                      f"act {row['act_ms']:.1f} ms", flush=True)
+    path = write_results("bench_update_speed", rows)
+    print(markdown_table(rows, ["model_size", "params", "threads", "mode", "update_ms", "act_ms",
+                                "update_vs_official", "act_vs_official", "update_frac_of_peak", "act_frac_of_peak",
+                                "first_call_s"]))
+    print(f"\nAppended to {path}. FLOPs from torch.utils.flop_counter (matmuls only); fractions are of the same-run "
+          "1024^3 matmul rate; *_vs_official divides by the official TD-MPC2 figures measured on this machine kind.")
+
+
+if __name__ == "__main__":
+    main()
