@@ -1,5 +1,6 @@
 """Online training: random-action seeding, then act with the agent and update from replay."""
 import json
+import resource
 import time
 from collections import deque
 from pathlib import Path
@@ -91,7 +92,8 @@ class OnlineTrainer:
                 fps = (self.step - steps_before) / max(time.time() - t_episode, 1e-9)
                 row = {"episode": self.episode, "episode_reward": ret, "episode_length": length,
                        "episode_success": info.get("success", 0.0), "fps": fps,
-                       "elapsed_time": self._elapsed, "updates": self.updates, **self._game_stats(info), **metrics}
+                       "elapsed_time": self._elapsed, "updates": self.updates, "peak_memory_mb": _peak_memory_mb(),
+                       **self._game_stats(info), **metrics}
                 if self.episode % cfg.logger.log_freq == 0:
                     self.logger.log(row, self.step, "train")
                 progress.episode_return = ret
@@ -159,7 +161,9 @@ class OnlineTrainer:
             self._update_credit -= n
         for _ in range(n):
             self.updates += 1
-            yield self.agent.update(self.buffer.sample())
+            start = time.perf_counter()
+            metrics = self.agent.update(self.buffer.sample())
+            yield {**metrics, "update_ms": torch.tensor(1e3 * (time.perf_counter() - start))}
 
     def _game_stats(self, info: dict) -> dict:
         """Win/draw/loss rates over the last 100 games for two-player tasks (info carries `winner`)."""
@@ -174,6 +178,13 @@ class OnlineTrainer:
             if key in info:
                 stats[key] = info[key]
         return stats
+
+
+def _peak_memory_mb() -> float:
+    """Peak GPU memory when on CUDA, else the process's peak resident memory."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 class _Progress:
