@@ -95,6 +95,18 @@ def commit() -> str:
         return "unknown"
 
 
+def _append(csv_path: str, row: dict) -> None:
+    """Append one row at once (a long run that is stopped keeps the rows measured so far)."""
+    path = Path(csv_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", nargs="+", default=["XS", "S"])
@@ -145,17 +157,11 @@ def main():
                        "compiled_speedup": round(med["eager"] / med["compiled"], 3)
                        if {"eager", "compiled"} <= set(med) else ""}
                 rows.append(row)
+                _append(args.csv, row)
                 print(f"{size} {m} threads={threads}: median {med[m]:.3f} s (min {min(times[m]):.3f}, "
                       f"max {max(times[m]):.3f}), first call {first[m]:.1f} s", flush=True)
 
     path = Path(args.csv)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
     cols = ["size", "params", "mode", "threads", "median_s", "min_s", "max_s", "n_timed", "first_call_s",
             "gflop_per_step", "achieved_gflops", "matmul_gflops", "frac_of_matmul", "compiled_speedup"]
     print(f"\nDreamer update, batch {rows[0]['batch']} x {rows[0]['seq_len']}, horizon {rows[0]['horizon']}, "
