@@ -15,8 +15,10 @@ from omegaconf import OmegaConf
 
 FORMAT_VERSION = 1
 # keys that must agree between a checkpoint and the config that loads it
-ARCHITECTURE_KEYS = ("agent", "task", "obs", "latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q",
-                     "num_bins", "simnorm_dim", "horizon")
+# (a key missing from either config is skipped, so each agent is checked on its own keys)
+ARCHITECTURE_KEYS = ("agent", "task", "obs", "num_bins",
+                     "latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q", "simnorm_dim", "horizon",  # TD-MPC2
+                     "deter", "hidden", "layers", "stoch", "groups", "classes", "latent", "cnn_depth")  # Dreamer
 
 
 class CheckpointError(RuntimeError):
@@ -77,7 +79,8 @@ def load(path: Path, cfg=None, map_location="cpu") -> dict:
     if cfg is not None:
         saved = payload["config"]
         diff = [f"{k}: checkpoint {saved.get(k)!r} vs config {OmegaConf.select(cfg, k)!r}"
-                for k in ARCHITECTURE_KEYS if k in saved and saved.get(k) != OmegaConf.select(cfg, k)]
+                for k in ARCHITECTURE_KEYS
+                if k in saved and k in cfg and saved.get(k) != OmegaConf.select(cfg, k)]
         if diff:
             raise CheckpointError(f"checkpoint {path} does not fit this config:\n  " + "\n  ".join(diff))
     return payload

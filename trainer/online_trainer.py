@@ -149,11 +149,12 @@ class OnlineTrainer:
         return ret, len(steps) - 1, info, {k: (v / count).item() for k, v in sums.items()}
 
     def _updates(self):
-        """Updates due at this step: `seed_steps` at once when seeding ends (TD-MPC2's pretraining),
-        then `updates_per_step` per agent step (fractions carry over)."""
+        """Updates due at this step: when seeding ends, the updates the seed steps would have earned
+        (`seed_steps * updates_per_step`; TD-MPC2's pretraining), then `updates_per_step` per agent step
+        (fractions carry over)."""
         if not self._pretrained:
             self._pretrained = True
-            n = self.seed_steps // self.spec.action_repeat
+            n = max(1, int(self.seed_steps // self.spec.action_repeat * self.agent.updates_per_step))
             _Progress.write(f"Pretraining the agent on seed data: {n} updates ...")
         else:
             self._update_credit += self.agent.updates_per_step
