@@ -10,20 +10,13 @@ results/bench_dreamer_update_speed.csv and a Markdown table printed.
     .venv/bin/python bench/dreamer_update_speed.py --sizes XS --modes eager --threads 1
 """
 import argparse
-import csv
-import datetime
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, commit, count_flops, machine, markdown_table, matmul_gflops, write_results
 
 import common.config  # noqa: E402,F401  (registers the preset resolver)
 from common.config import validate  # noqa: E402
@@ -51,60 +44,10 @@ def make_batch(L: int, B: int):
                        "is_first": is_first}, batch_size=(L, B))
 
 
-def matmul_gflops() -> float:
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(20):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * 1024 ** 3 / statistics.median(times) / 1e9
-
-
-def update_flops(agent, batch) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
-        agent.update(batch)
-    return counter.get_total_flops()
-
-
 def timed(agent, batch) -> float:
     t = time.perf_counter()
     agent.update(batch)
     return time.perf_counter() - t
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}; {os.cpu_count()} cpus; {platform.system()} {platform.release()}; torch {torch.__version__}"
-
-
-def commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
-    except Exception:
-        return "unknown"
-
-
-def _append(csv_path: str, row: dict) -> None:
-    """Append one row at once (a long run that is stopped keeps the rows measured so far)."""
-    path = Path(csv_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def main():
@@ -116,11 +59,13 @@ def main():
     p.add_argument("--timed", type=int, default=20)
     p.add_argument("--timed-large", type=int, default=5,
                    help="timed calls for sizes other than XS (S takes seconds per step on 2 cores)")
-    p.add_argument("--csv", default=str(ROOT / "results" / "bench_dreamer_update_speed.csv"))
+    p.add_argument("--csv", default=str(ROOT / "results" / "bench_dreamer_update_speed.csv"),
+                   help="results file (its name under results/ is what counts)")
     args = p.parse_args()
     from src.dreamer.agent import Dreamer
 
     rows, desc, sha = [], machine(), commit()
+    csv_name = Path(args.csv).stem
     for size in args.sizes:
         n_timed = args.timed if size == "XS" else args.timed_large
         for threads in args.threads:
@@ -131,7 +76,8 @@ def main():
             cfg = any_agent.cfg
             batch = make_batch(any_agent.seq_len, any_agent.batch_size)
             params = any_agent.parameter_counts()["total"]
-            flops = update_flops(Dreamer(make_cfg(size, False), TASK, torch.device("cpu")), batch)
+            eager_agent = Dreamer(make_cfg(size, False), TASK, torch.device("cpu"))
+            flops = count_flops(lambda: eager_agent.update(batch))
             first = {}
             for m, agent in agents.items():  # warm-up; the compiled agent's first call includes compilation
                 first[m] = timed(agent, batch)
@@ -145,8 +91,7 @@ def main():
             med = {m: statistics.median(v) for m, v in times.items()}
             for m in agents:
                 achieved = flops / med[m] / 1e9
-                row = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": sha, "machine": desc,
-                       "size": size, "params": params, "mode": m, "threads": threads, "batch": cfg.batch_size,
+                row = {"size": size, "params": params, "mode": m, "threads": threads, "batch": cfg.batch_size,
                        "seq_len": cfg.seq_len, "horizon": cfg.horizon, "latent": cfg.latent,
                        "actor_grad": "dynamics (auto, continuous)", "task": TASK.task,
                        "median_s": round(med[m], 4), "min_s": round(min(times[m]), 4),
@@ -157,7 +102,7 @@ def main():
                        "compiled_speedup": round(med["eager"] / med["compiled"], 3)
                        if {"eager", "compiled"} <= set(med) else ""}
                 rows.append(row)
-                _append(args.csv, row)
+                write_results(csv_name, [row])  # row by row: a stopped run keeps what it measured
                 print(f"{size} {m} threads={threads}: median {med[m]:.3f} s (min {min(times[m]):.3f}, "
                       f"max {max(times[m]):.3f}), first call {first[m]:.1f} s", flush=True)
 
@@ -166,10 +111,7 @@ def main():
             "gflop_per_step", "achieved_gflops", "matmul_gflops", "frac_of_matmul", "compiled_speedup"]
     print(f"\nDreamer update, batch {rows[0]['batch']} x {rows[0]['seq_len']}, horizon {rows[0]['horizon']}, "
           f"{rows[0]['latent']} latent, {TASK.task}; {desc}; commit {sha}\n")
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for r in rows:
-        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    print(markdown_table(rows, cols))
     print(f"\nappended {len(rows)} rows to {path}")
 
 

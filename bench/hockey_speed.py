@@ -19,20 +19,14 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
+import harness  # noqa: E402  (puts the repository root on sys.path)
+from harness import ROOT  # noqa: E402
 from envs.hockey.hockey_env import HockeyEnv, HockeyEnv_BasicOpponent  # noqa: E402
 from envs.hockey.task import make_hockey_env  # noqa: E402
 
@@ -81,27 +75,6 @@ def _box2d_runner(steps, seed):
     return run, env
 
 
-def _machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cpus, Python {platform.python_version()}"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                                       stderr=subprocess.DEVNULL).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=2000, help="env steps per timed repeat")
@@ -141,7 +114,7 @@ def main(argv=None) -> list[dict]:
     ref_name = REF_NAME
     ref_median = args.steps / statistics.median(times[ref_name])
     date = _dt.datetime.now().isoformat(timespec="seconds")
-    machine, commit = _machine(), _commit()
+    machine, commit = harness.machine(), harness.commit()
     rows = []
     for name, ts in times.items():
         rates = [args.steps / t for t in ts]

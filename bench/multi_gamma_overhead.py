@@ -11,27 +11,12 @@ import statistics
 import time
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from harness import ROOT, markdown_table, matmul_gflops, write_results
-from update_speed import batch
-
-import common.config  # noqa: F401
-from common.config import validate
-from envs.spec import EnvSpec
+from harness import markdown_table, matmul_gflops, write_results
+from update_speed import batch, build
 
 VARIANTS = {0: [], 2: ["multi_gamma.enabled=true"],
             5: ["multi_gamma.enabled=true", "multi_gamma.gammas=[primary,0.9,0.95,0.97,0.98,0.995]"]}
-
-
-def build(model_size: int, overrides: list[str]):
-    from src import make_agent
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = validate(compose("config", overrides=[f"model_size={model_size}", "task=cheetah-run", *overrides]))
-    spec = EnvSpec(obs_shape=(17,), action_dim=6, discrete=False, episode_length=500, action_repeat=2,
-                   episodic=False, task="cheetah-run")
-    torch.manual_seed(0)
-    return cfg, make_agent(cfg, spec, torch.device("cpu")), spec
 
 
 def main():
@@ -44,20 +29,20 @@ def main():
     for threads in args.threads:
         torch.set_num_threads(threads)
         peak = matmul_gflops()
-        agents = {n: build(args.model_size, o) for n, o in VARIANTS.items()}
-        data = batch(agents[0][0], agents[0][2])
-        for _, agent, _ in agents.values():  # warm-up
+        agents = {n: build(args.model_size, False, o) for n, o in VARIANTS.items()}
+        data = batch(agents[0][0], agents[0][1])
+        for _, _, agent in agents.values():  # warm-up
             for _ in range(3):
                 agent.update(data)
         times = {n: [] for n in agents}
         for _ in range(args.rounds):  # interleaved: one update of each variant per round
-            for n, (_, agent, _) in agents.items():
+            for n, (_, _, agent) in agents.items():
                 start = time.perf_counter()
                 agent.update(data)
                 times[n].append(time.perf_counter() - start)
         base_ms = statistics.median(times[0]) * 1e3
-        base_params = agents[0][1].parameter_counts()["total"]
-        for n, (_, agent, _) in agents.items():
+        base_params = agents[0][2].parameter_counts()["total"]
+        for n, (_, _, agent) in agents.items():
             ms = statistics.median(times[n]) * 1e3
             params = agent.parameter_counts()["total"]
             rows.append({"model_size": args.model_size, "threads": threads, "aux_discounts": n,

@@ -21,13 +21,14 @@ from envs.spec import EnvSpec
 OFFICIAL_MS = {(1, 1): (173, 251), (1, 2): (109, 137), (5, 1): (662, 706)}  # (size, threads): (update, act)
 
 
-def build(size: int, compiled: bool):
+def build(size: int, compiled: bool, overrides: tuple = ()):
+    """(cfg, spec, agent) for TD-MPC2 at `size` on cheetah-run shapes."""
     from hydra import compose, initialize_config_dir
     from harness import ROOT
     from src import make_agent
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = validate(compose("config", overrides=[f"model_size={size}", f"compile={str(compiled).lower()}",
-                                                    "task=cheetah-run"]))
+                                                    "task=cheetah-run", *overrides]))
     spec = EnvSpec(obs_shape=(17,), action_dim=6, discrete=False, episode_length=500, action_repeat=2,
                    episodic=False, task="cheetah-run")
     torch.manual_seed(0)

@@ -76,6 +76,13 @@ def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, out_act: nn.Modul
     return nn.Sequential(*layers)
 
 
+def _select(weight, bias, members, detach):
+    """The ensemble members' parameters to use: a subset by index, and gradient-free when `detach`."""
+    if members is not None:
+        weight, bias = weight[members], bias[members]
+    return (weight.detach(), bias.detach()) if detach else (weight, bias)
+
+
 class EnsembleLinear(nn.Module):
     """`size` independent linear layers evaluated with one batched matmul.
 
@@ -91,11 +98,7 @@ class EnsembleLinear(nn.Module):
             nn.init.trunc_normal_(w, std=0.02)
 
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None, detach: bool = False) -> torch.Tensor:
-        w, b = self.weight, self.bias
-        if members is not None:
-            w, b = w[members], b[members]
-        if detach:
-            w, b = w.detach(), b.detach()
+        w, b = _select(self.weight, self.bias, members, detach)
         return torch.baddbmm(b, x, w)
 
 
@@ -108,11 +111,7 @@ class EnsembleLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(size, 1, dim))
 
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None, detach: bool = False) -> torch.Tensor:
-        w, b = self.weight, self.bias
-        if members is not None:
-            w, b = w[members], b[members]
-        if detach:
-            w, b = w.detach(), b.detach()
+        w, b = _select(self.weight, self.bias, members, detach)
         return F.layer_norm(x, x.shape[-1:]) * w + b
 
 

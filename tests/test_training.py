@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import ROOT, TINY_TDMPC2, run_train
 

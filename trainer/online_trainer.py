@@ -126,7 +126,7 @@ class OnlineTrainer:
 
     def _collect_episode(self, progress):
         """Play one episode (random actions while seeding), updating the agent as we go."""
-        cfg, agent = self.cfg, self.agent
+        agent = self.agent
         obs = self.env.reset()
         steps = [episode_step(obs, torch.zeros(self.spec.action_dim), 0.0, False, True)]
         done, ret, info, sums, count = False, 0.0, {}, {}, 0
