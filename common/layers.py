@@ -164,7 +164,7 @@ class ShiftAug(nn.Module):
 def conv_encoder(in_shape: Sequence[int], num_channels: int, out_dim: int, out_act: nn.Module) -> nn.Sequential:
     """Conv encoder for (C, 64, 64) uint8-range images -> (out_dim,) latent (TD-MPC2's pixel encoder)."""
     c = in_shape[0]
-    layers = [ShiftAug(), _Normalize(),
+    layers = [_Normalize(), ShiftAug(),
               nn.Conv2d(c, num_channels, 7, stride=2), nn.ReLU(inplace=True),
               nn.Conv2d(num_channels, num_channels, 5, stride=2), nn.ReLU(inplace=True),
               nn.Conv2d(num_channels, num_channels, 3, stride=2), nn.ReLU(inplace=True),
@@ -176,4 +176,4 @@ def conv_encoder(in_shape: Sequence[int], num_channels: int, out_dim: int, out_a
 
 class _Normalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x / 255.0 - 0.5
+        return x.float() / 255.0 - 0.5  # uint8 pixels -> [-0.5, 0.5]

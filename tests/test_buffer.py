@@ -43,3 +43,12 @@ def test_save_and_load_round_trip(tmp_path):
     torch.manual_seed(1)
     b = other.sample()
     assert torch.equal(a["obs"], b["obs"]) and torch.equal(a["action"], b["action"])
+
+
+def test_memmap_storage(tmp_path):
+    buf = Buffer(1000, seq_len=3, batch_size=4, storage="memmap", scratch_dir=str(tmp_path / "mm"))
+    for i in range(2):
+        buf.add(_episode(i, 10))
+    td = buf.sample()
+    assert td.shape == (3, 4) and (td["obs"] == td["obs"][:1]).all()
+    assert any((tmp_path / "mm").rglob("*.memmap"))

@@ -101,3 +101,19 @@ def test_state_dict_round_trip_restores_actions_and_optimizers(tiny_tdmpc2):
     assert torch.equal(a, b)
     assert other.optim.state_dict()["state"].keys() == agent.optim.state_dict()["state"].keys()
     assert torch.equal(other.scale.value, agent.scale.value)
+
+
+def test_pixel_observations_use_the_conv_encoder(tiny_tdmpc2):
+    import pytest
+    try:
+        cfg, env, spec, agent = tiny_tdmpc2("obs=rgb", "episodic=false", task="cartpole-balance")
+    except Exception as e:  # no headless GL on this machine
+        pytest.skip(f"MuJoCo cannot render here: {e}")
+    assert spec.obs_shape == (9, 64, 64)
+    obs = env.reset()
+    assert obs.dtype == torch.uint8 and obs.shape == (9, 64, 64)
+    buffer = Buffer(2000, agent.seq_len, agent.batch_size)
+    _fill(env, spec, buffer, episodes=1)
+    metrics = agent.update(buffer.sample())
+    assert torch.isfinite(metrics["total_loss"])
+    assert agent.act(obs, t0=True).shape == (spec.action_dim,)

@@ -78,6 +78,22 @@ def test_resume_after_sigkill_continues_from_checkpoint(tmp_path):
     assert eval_steps == [0, 1400]  # the step-0 evaluation of the killed run, then the final one
 
 
+def test_ctrl_c_saves_a_checkpoint_then_exits(tmp_path):
+    cmd = [sys.executable, str(ROOT / "train.py"), "threads=1", "logger.progress=false", *PENDULUM, "steps=100000",
+           "seed_steps=200000", "eval_freq=1000000", "eval_episodes=1", "checkpoint_freq=1000000", "exp_name=sigint"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "runs").rglob("train.csv")):
+        time.sleep(0.2)  # wait for the first finished episode
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Continue with the same command plus resume=true" in out
+    ckpt = next((tmp_path / "runs").rglob("checkpoints/latest.pt"))
+    from common import checkpoint
+    assert checkpoint.load(ckpt)["trainer"]["step"] >= 200
+
+
 def test_invalid_config_fails_before_training(tmp_path):
     proc = run_train(["num_elites=1000"], cwd=tmp_path, timeout=120)
     assert proc.returncode != 0

@@ -28,6 +28,7 @@ class OnlineTrainer:
         self._update_credit = 0.0
         self._pretrained = False
         self._next_eval, self._next_ckpt = 0, cfg.checkpoint_freq
+        self._episode_start = 0
         self._outcomes = deque(maxlen=100)  # per-episode results of two-player games (win/draw/loss)
         self._elapsed = 0.0
 
@@ -106,7 +107,9 @@ class OnlineTrainer:
             self.save_checkpoint()
         except KeyboardInterrupt:
             progress.close()
-            print(f"\nInterrupted at step {self.step}: saving a checkpoint (the unfinished episode is dropped) ...")
+            # the unfinished episode never reached the buffer: count from its start again
+            self.step = self._episode_start
+            print(f"\nInterrupted: saving a checkpoint at step {self.step} (the unfinished episode is dropped) ...")
             self._elapsed = time.time() - start
             self.save_checkpoint()
             print(f"Saved {self.ckpt_path}. Continue with the same command plus resume=true.")
@@ -127,6 +130,7 @@ class OnlineTrainer:
     def _collect_episode(self, progress):
         """Play one episode (random actions while seeding), updating the agent as we go."""
         agent = self.agent
+        self._episode_start = self.step
         obs = self.env.reset()
         steps = [episode_step(obs, torch.zeros(self.spec.action_dim), 0.0, False, True)]
         done, ret, info, sums, count = False, 0.0, {}, {}, 0
@@ -146,6 +150,7 @@ class OnlineTrainer:
                     for k, v in metrics.items():
                         sums[k] = sums.get(k, 0.0) + v
         self.buffer.add(torch.stack(steps))
+        self._episode_start = self.step  # nothing unfinished to drop if interrupted from here on
         return ret, len(steps) - 1, info, {k: (v / count).item() for k, v in sums.items()}
 
     def _updates(self):
