@@ -37,8 +37,18 @@ def main(cfg) -> None:
     print(f"{cfg.agent} on {cfg.task} ({spec.obs_shape} obs, {spec.action_dim} actions, episode "
           f"{spec.episode_length} steps, discount {agent.discount:.4f}) on {device}; parameters: "
           + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
-    buffer = Buffer(buffer_capacity(cfg, spec), agent.seq_len, agent.batch_size, buffer_storage(cfg, spec),
-                    scratch_dir=str(run_dir / "buffer_memmap"), device=device)
+    if cfg.trainer == "offline":  # the datasets, checked against each other and the env before anything trains
+        from common.config import dataset_paths
+        from common.dataset import DatasetError, load_buffer
+        try:
+            buffer, summary = load_buffer(dataset_paths(cfg), spec, agent.seq_len, agent.batch_size, device,
+                                          **cfg.dataset_filter, scratch_dir=str(run_dir / "dataset_memmap"))
+        except DatasetError as e:
+            sys.exit(f"Dataset error: {e}")
+        print(f"Offline data: {summary}")
+    else:
+        buffer = Buffer(buffer_capacity(cfg, spec), agent.seq_len, agent.batch_size, buffer_storage(cfg, spec),
+                        scratch_dir=str(run_dir / "buffer_memmap"), device=device)
     logger = Logger(run_dir, cfg)
     write_run_info(run_dir, cfg, counts)
     trainer = make_trainer(cfg, env, spec, agent, buffer, logger, run_dir)
@@ -51,12 +61,21 @@ def main(cfg) -> None:
             agent.load_state_dict(payload["agent"])
         except (checkpoint.CheckpointError, ValueError) as e:
             sys.exit(f"Cannot resume: {e}")
-        trainer.load_state(payload["trainer"])
-        checkpoint.set_rng_state(payload["rng"])
-        if payload.get("buffer_dir"):
-            buffer.load(str(checkpoint.buffer_path(path, payload)), payload["buffer_state"])
-        adopt_previous_metrics(path, run_dir, trainer.step, logger)
-        print(f"Resumed from {path} at step {trainer.step} ({len(buffer)} steps in replay)")
+        written_by = payload["trainer"].get("trainer", "online")  # checkpoints before offline training: online
+        if written_by == cfg.trainer:  # resume: the trainer's counters, RNG states, replay and metrics too
+            trainer.load_state(payload["trainer"])
+            checkpoint.set_rng_state(payload["rng"])
+            if payload.get("buffer_dir"):
+                buffer.load(str(checkpoint.buffer_path(path, payload)), payload["buffer_state"])
+            adopt_previous_metrics(path, run_dir, trainer.step, logger)
+            print(f"Resumed from {path} at step {trainer.step} ({len(buffer)} steps in replay)")
+        elif cfg.resume:
+            sys.exit(f"Cannot resume: {path} was written by the {written_by} trainer, not trainer={cfg.trainer}; "
+                     f"to start {cfg.trainer} training from its agent give checkpoint={path}")
+        else:  # fine-tuning (offline -> online) or the reverse: the agent only, everything else starts fresh
+            print(f"Starting {cfg.trainer} training from the agent in {path} (written by the {written_by} trainer "
+                  f"at step {payload['trainer']['step']}); its counters, replay, RNG states and metrics are not "
+                  "carried over")
 
     try:
         trainer.train()
@@ -64,10 +83,15 @@ def main(cfg) -> None:
         sys.exit(130)
     finally:
         logger.close()
+    if cfg.trainer == "online" and cfg.save_dataset:
+        from common.dataset import export_buffer
+        manifest = export_buffer(buffer, run_dir / "dataset", cfg, spec,
+                                 source={"run_dir": str(run_dir.resolve()), "step": trainer.step})
+        print(f"Dataset {run_dir / 'dataset'}: {manifest['num_episodes']} episodes, {manifest['num_steps']} steps")
     results = Path(hydra.utils.get_original_cwd()) / "results" / "runs" / cfg.task / \
         f"{cfg.agent}-{cfg.exp_name}-seed{cfg.seed}.csv"
     write_reference_csv(logger.csv("eval").rows(), results, cfg.seed)
-    print(f"Done: {trainer.step} steps. Run directory {run_dir}; eval curve {results}")
+    print(f"Done: {trainer.step} {'updates' if cfg.trainer == 'offline' else 'steps'}. Run directory {run_dir}; eval curve {results}")
 
 
 if __name__ == "__main__":

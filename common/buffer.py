@@ -5,10 +5,12 @@ Each stored step is one observation with what led to it (TD-MPC2's layout):
   reward (1,) the reward received on arriving here (0 at the first step), terminated (1,),
   is_first (1,) True at the first step of an episode, episode () the episode id.
 `sample()` returns a TensorDict of batch size (L, B): TD-MPC2 uses L = horizon + 1, Dreamer L = 64.
+`Buffer.from_memmap` serves an offline dataset (common/dataset.py) in place, read-only.
 """
 import torch
 from tensordict import TensorDict
-from torchrl.data.replay_buffers import LazyMemmapStorage, LazyTensorStorage, ReplayBuffer, SliceSampler
+from torchrl.data.replay_buffers import (LazyMemmapStorage, LazyTensorStorage, ReplayBuffer, SliceSampler,
+                                         TensorStorage)
 
 
 class Buffer:
@@ -20,8 +22,23 @@ class Buffer:
         self._num_episodes = 0
         self._rb = self._make()
 
-    def _make(self) -> ReplayBuffer:
-        if self._storage_kind == "memmap":
+    @classmethod
+    def from_memmap(cls, steps: TensorDict, num_episodes: int, seq_len: int, batch_size: int,
+                    device: str | torch.device = "cpu") -> "Buffer":
+        """A read-only buffer over already stored steps (e.g. a memory-mapped dataset), used in place:
+        nothing is copied into memory; `episode` must number whole, contiguous episodes."""
+        buf = cls.__new__(cls)
+        buf.capacity, buf.seq_len, buf.batch_size = steps.shape[0], seq_len, batch_size
+        buf.device = torch.device(device)
+        buf._storage_kind, buf._scratch_dir = "dataset", None
+        buf._num_episodes = num_episodes
+        buf._rb = buf._make(TensorStorage(steps))
+        return buf
+
+    def _make(self, storage=None) -> ReplayBuffer:
+        if storage is not None:
+            pass
+        elif self._storage_kind == "memmap":
             storage = LazyMemmapStorage(self.capacity, scratch_dir=self._scratch_dir)
         else:
             storage = LazyTensorStorage(self.capacity)
@@ -39,6 +56,8 @@ class Buffer:
 
     def add(self, episode: TensorDict) -> None:
         """Add one finished episode, a TensorDict of batch size (T,)."""
+        if self._storage_kind == "dataset":
+            raise RuntimeError("this buffer serves a dataset read-only; episodes cannot be added")
         episode = episode.clone(False)
         episode["episode"] = torch.full((episode.shape[0],), self._num_episodes, dtype=torch.int64)
         self._rb.extend(episode)
@@ -49,6 +68,15 @@ class Buffer:
         td = self._rb.sample()  # (B * L,), slices laid end to end
         td = td.view(self.batch_size, self.seq_len).transpose(0, 1)  # (L, B)
         return td.to(self.device, non_blocking=True)
+
+    def stored_steps(self) -> tuple[TensorDict, int]:
+        """(the stored steps, oldest first position): the storage's first `len(self)` rows and the row the
+        oldest step sits in (0 until the buffer wraps around). Views, no copy."""
+        storage = self._rb.storage
+        steps = storage._storage[: len(storage)]
+        writer = self._rb._writer
+        wrapped = getattr(writer, "_write_count", 0) > len(storage)
+        return steps, (int(writer._cursor) % len(storage) if wrapped and len(storage) else 0)
 
     def state_dict(self) -> dict:
         return {"num_episodes": self._num_episodes}

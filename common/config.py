@@ -13,6 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from common.math import discount_from_episode_length
 
 AGENTS = ("tdmpc2", "dreamer")
+TRAINERS = ("online", "offline")
 MAX_DISCOUNTS = 6
 
 
@@ -92,22 +93,23 @@ def validate(cfg: DictConfig) -> DictConfig:
     r.choice("obs", ("state", "rgb"))
     if cfg.obs == "rgb":
         r.check(kind == "dmc", "obs", "pixel observations are available for DeepMind Control tasks only")
-    r.positive_int("steps", "eval_freq", "eval_episodes", "checkpoint_freq", "buffer_size")
+    r.positive_int("steps", "eval_freq", "eval_episodes", "checkpoint_freq")
     r.check(_is_int(cfg.seed), "seed", "must be a non-negative integer")
     r.auto_or("action_repeat", lambda v: _is_int(v, 1), "a positive integer")
     r.auto_or("episodic", lambda v: isinstance(v, bool), "true/false")
     r.auto_or("discount", lambda v: isinstance(v, float) and 0 < v < 1, "a number in (0, 1)")
     r.auto_or("threads", lambda v: _is_int(v, 1), "a positive integer")
-    r.auto_or("seed_steps", lambda v: _is_int(v, 0), "a non-negative integer")
     r.check(cfg.device in ("auto", "cpu") or str(cfg.device).startswith("cuda"), "device",
             "must be auto, cpu, cuda or cuda:N")
     if str(cfg.device).startswith("cuda"):
         import torch
         r.check(torch.cuda.is_available(), "device", "CUDA is not available on this machine")
     r.check(isinstance(cfg.compile, bool), "compile", "must be true or false")
-    r.choice("trainer", ("online",))
-    r.choice("buffer_storage", ("auto", "memory", "memmap"))
-    r.number("buffer_memmap_gb", 0, low_open=True)
+    r.choice("trainer", TRAINERS)
+    if cfg.trainer == "online":
+        _validate_online(r)
+    if cfg.trainer == "offline":
+        _validate_offline(r)
     r.check(not (cfg.resume and cfg.checkpoint), "resume", "give either resume=true or checkpoint=PATH, not both")
     for key in ("tensorboard", "wandb", "progress"):
         r.check(isinstance(cfg.logger[key], bool), f"logger.{key}", "must be true or false")
@@ -128,6 +130,40 @@ def validate(cfg: DictConfig) -> DictConfig:
     r.raise_if_any()
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def _validate_online(r: _Rules):
+    r.positive_int("buffer_size")
+    r.auto_or("seed_steps", lambda v: _is_int(v, 0), "a non-negative integer")
+    r.choice("buffer_storage", ("auto", "memory", "memmap"))
+    r.number("buffer_memmap_gb", 0, low_open=True)
+    r.check(isinstance(r.get("save_dataset"), bool), "save_dataset", "must be true or false")
+
+
+def _validate_offline(r: _Rules):
+    paths = dataset_paths(r.cfg)
+    r.check(bool(paths) and all(isinstance(p, str) and p.strip() for p in paths), "dataset",
+            "trainer=offline needs dataset=PATH, dataset=[PATH,PATH] or dataset='PATH,PATH' "
+            "(create one with `python -m common.dataset export RUN_DIR`)")
+    f = r.cfg.dataset_filter
+    for key in ("top_quantile", "bottom_quantile"):
+        if f[key] is not None:
+            r.number(f"dataset_filter.{key}", 0, 1, low_open=True)
+    r.check(f.top_quantile is None or f.bottom_quantile is None, "dataset_filter.bottom_quantile",
+            f"give either top_quantile or bottom_quantile, not both (top_quantile={f.top_quantile})")
+    if f.max_episodes is not None:
+        r.positive_int("dataset_filter.max_episodes")
+    r.positive_int("log_interval")
+
+
+def dataset_paths(cfg: DictConfig) -> list:
+    """`dataset` as a list of paths: a list, or one string whose commas separate paths."""
+    value = cfg.get("dataset")
+    if value is None:
+        return []
+    if isinstance(value, (ListConfig, list, tuple)):
+        return list(value)
+    return [p.strip() for p in str(value).split(",") if p.strip()]
 
 
 def _validate_tdmpc2(r: _Rules):

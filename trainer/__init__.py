@@ -1,8 +1,12 @@
-"""Trainers share the loop pieces; `make_trainer` picks the one named by `cfg.trainer`."""
+"""Trainers share the loop pieces (trainer/base.py); `make_trainer` picks the one named by `cfg.trainer`:
+`online` (collect and update) or `offline` (update from datasets, evaluate in the environment)."""
 
 
 def make_trainer(cfg, env, spec, agent, buffer, logger, run_dir):
     if cfg.trainer == "online":
         from trainer.online_trainer import OnlineTrainer
         return OnlineTrainer(cfg, env, spec, agent, buffer, logger, run_dir)
+    if cfg.trainer == "offline":
+        from trainer.offline_trainer import OfflineTrainer
+        return OfflineTrainer(cfg, env, spec, agent, buffer, logger, run_dir)
     raise ValueError(f"trainer={cfg.trainer!r}: unknown trainer")

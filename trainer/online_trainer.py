@@ -1,28 +1,26 @@
 """Online training: random-action seeding, then act with the agent and update from replay."""
-import json
-import resource
 import time
 from collections import deque
 from pathlib import Path
 
 import torch
 
-from common import checkpoint
 from common.buffer import Buffer, episode_step
 from common.config import seed_steps
+from trainer.base import BaseTrainer, Progress as _Progress, peak_memory_mb as _peak_memory_mb
 
 
-class OnlineTrainer:
+class OnlineTrainer(BaseTrainer):
     """Runs `steps` environment steps (frames; one agent step = `action_repeat` frames).
 
     Evaluates every `eval_freq` and checkpoints every `checkpoint_freq` steps, both at episode
     boundaries so a checkpoint never holds half an episode; Ctrl-C checkpoints, then exits.
     """
 
+    name = "online"
+
     def __init__(self, cfg, env, spec, agent, buffer: Buffer, logger, run_dir: Path):
-        self.cfg, self.env, self.spec, self.agent, self.buffer, self.logger = cfg, env, spec, agent, buffer, logger
-        self.run_dir = Path(run_dir)
-        self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
+        super().__init__(cfg, env, spec, agent, buffer, logger, run_dir)
         self.seed_steps = seed_steps(cfg, spec) * spec.action_repeat  # in frames
         self.step, self.episode, self.updates = 0, 0, 0
         self._update_credit = 0.0
@@ -30,7 +28,6 @@ class OnlineTrainer:
         self._next_eval, self._next_ckpt = 0, cfg.checkpoint_freq
         self._episode_start = 0
         self._outcomes = deque(maxlen=100)  # per-episode results of two-player games (win/draw/loss)
-        self._elapsed = 0.0
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -46,30 +43,12 @@ class OnlineTrainer:
         self._outcomes.extend(state["outcomes"])
         self._elapsed = state["elapsed"]
 
-    def save_checkpoint(self) -> None:
-        checkpoint.save(self.ckpt_path, self.cfg, self.spec, self.agent, self.state(),
-                        self.buffer if self.cfg.save_buffer else None)
+    def checkpoint_buffer(self):
+        return self.buffer if self.cfg.save_buffer else None
 
     # ------------------------------------------------------------------ loop
     def evaluate(self) -> dict:
-        returns, successes, lengths = [], [], []
-        for _ in range(self.cfg.eval_episodes):
-            ret, length, info = self._run_episode(eval_mode=True)
-            returns.append(ret)
-            lengths.append(length)
-            successes.append(info.get("success", 0.0))
-        t = torch.tensor(returns)
-        return {"episode": self.episode, "episode_reward": t.mean().item(), "episode_reward_std": t.std().item()
-                if len(t) > 1 else 0.0, "episode_success": sum(successes) / len(successes),
-                "episode_length": sum(lengths) / len(lengths)}
-
-    def _run_episode(self, eval_mode: bool):
-        obs, done, ret, t, info = self.env.reset(), False, 0.0, 0, {}
-        while not done:
-            action = self.agent.act(obs, t0=t == 0, eval_mode=eval_mode)
-            obs, reward, done, info = self.env.step(action)
-            ret, t = ret + reward, t + 1
-        return ret, t, info
+        return {"episode": self.episode, **super().evaluate()}
 
     def train(self) -> None:
         cfg = self.cfg
@@ -79,9 +58,7 @@ class OnlineTrainer:
         try:
             while self.step < cfg.steps:
                 if self.step >= self._next_eval:
-                    last_eval = self.evaluate()
-                    self._elapsed = time.time() - start
-                    self.logger.log({**last_eval, "elapsed_time": self._elapsed}, self.step, "eval")
+                    last_eval = self._log_eval(start)
                     progress.eval_return = last_eval["episode_reward"]
                     self._multi_gamma_snapshot()
                     self._next_eval += cfg.eval_freq
@@ -101,9 +78,7 @@ class OnlineTrainer:
                 if self.step >= self._next_ckpt:
                     self.save_checkpoint()
                     self._next_ckpt += cfg.checkpoint_freq
-            last_eval = self.evaluate()
-            self._elapsed = time.time() - start
-            self.logger.log({**last_eval, "elapsed_time": self._elapsed}, self.step, "eval")
+            last_eval = self._log_eval(start)
             self.save_checkpoint()
         except KeyboardInterrupt:
             progress.close()
@@ -116,16 +91,6 @@ class OnlineTrainer:
             raise
         finally:
             progress.close()
-
-    def _multi_gamma_snapshot(self) -> None:
-        """multi_gamma.debug_logging: a bounded snapshot of the auxiliary heads, as JSON lines."""
-        mg = self.cfg.multi_gamma
-        if not (mg.enabled and mg.debug_logging and len(self.buffer) > 0):
-            return
-        records = self.agent.multi_gamma_snapshot(self.buffer.sample(), mg.log_num_examples)
-        with open(self.run_dir / "multi_gamma_snapshots.jsonl", "a") as f:
-            for record in records:
-                f.write(json.dumps({"step": self.step, **record}) + "\n")
 
     def _collect_episode(self, progress):
         """Play one episode (random actions while seeding), updating the agent as we go."""
@@ -184,47 +149,3 @@ class OnlineTrainer:
             if key in info:
                 stats[key] = info[key]
         return stats
-
-
-def _peak_memory_mb() -> float:
-    """Peak GPU memory when on CUDA, else the process's peak resident memory."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-class _Progress:
-    """tqdm bar with fps, last episode return, last eval return and ETA."""
-
-    def __init__(self, total: int, initial: int, enabled: bool):
-        self.episode_return = self.eval_return = None
-        self._bar = None
-        if enabled:
-            from tqdm import tqdm
-            import sys
-            # redraw at most once a second (every 30 s when the output is a log file, not a terminal)
-            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, smoothing=0.05,
-                             mininterval=1.0 if sys.stderr.isatty() else 30.0,
-                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
-
-    def update(self, n: int) -> None:
-        if self._bar is None:
-            return
-        self._bar.update(n)
-        if self._bar.n % 100 < n:
-            post = {}
-            if self.episode_return is not None:
-                post["return"] = f"{self.episode_return:.1f}"
-            if self.eval_return is not None:
-                post["eval"] = f"{self.eval_return:.1f}"
-            self._bar.set_postfix(post, refresh=False)
-
-    @staticmethod
-    def write(message: str) -> None:
-        from tqdm import tqdm
-        tqdm.write(message)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None

@@ -1,0 +1,123 @@
+"""What every trainer shares: evaluation in the real environment, checkpoints of the trainer's state,
+multi-discount debug snapshots, the progress bar and the peak-memory reading."""
+import json
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from common import checkpoint
+
+
+class BaseTrainer:
+    """A trainer owns the loop; subclasses define `train()`, `state()` and `load_state()`.
+
+    `name` is stored in every checkpoint (the trainer state's `trainer` key), so train.py can tell a
+    checkpoint of another trainer (fine-tuning: load the agent only) from one to resume.
+    """
+    name = "base"
+
+    def __init__(self, cfg, env, spec, agent, buffer, logger, run_dir: Path):
+        self.cfg, self.env, self.spec, self.agent, self.buffer, self.logger = cfg, env, spec, agent, buffer, logger
+        self.run_dir = Path(run_dir)
+        self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
+        self.step = 0
+        self._elapsed = 0.0
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        raise NotImplementedError
+
+    def load_state(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def checkpoint_buffer(self):
+        """The buffer to save beside a checkpoint, or None."""
+        return None
+
+    def save_checkpoint(self) -> None:
+        checkpoint.save(self.ckpt_path, self.cfg, self.spec, self.agent, {**self.state(), "trainer": self.name},
+                        self.checkpoint_buffer())
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict:
+        returns, successes, lengths = [], [], []
+        for _ in range(self.cfg.eval_episodes):
+            ret, length, info = self._run_episode(eval_mode=True)
+            returns.append(ret)
+            lengths.append(length)
+            successes.append(info.get("success", 0.0))
+        t = torch.tensor(returns)
+        return {"episode_reward": t.mean().item(), "episode_reward_std": t.std().item()
+                if len(t) > 1 else 0.0, "episode_success": sum(successes) / len(successes),
+                "episode_length": sum(lengths) / len(lengths)}
+
+    def _run_episode(self, eval_mode: bool):
+        obs, done, ret, t, info = self.env.reset(), False, 0.0, 0, {}
+        while not done:
+            action = self.agent.act(obs, t0=t == 0, eval_mode=eval_mode)
+            obs, reward, done, info = self.env.step(action)
+            ret, t = ret + reward, t + 1
+        return ret, t, info
+
+    def _log_eval(self, start: float) -> dict:
+        """Evaluate and write an eval.csv row at the current step; `start` is the run's (resumed) start time."""
+        row = self.evaluate()
+        self._elapsed = time.time() - start
+        self.logger.log({**row, "elapsed_time": self._elapsed}, self.step, "eval")
+        return row
+
+    def _multi_gamma_snapshot(self) -> None:
+        """multi_gamma.debug_logging: a bounded snapshot of the auxiliary heads, as JSON lines."""
+        mg = self.cfg.multi_gamma
+        if not (mg.enabled and mg.debug_logging and len(self.buffer) > 0):
+            return
+        records = self.agent.multi_gamma_snapshot(self.buffer.sample(), mg.log_num_examples)
+        with open(self.run_dir / "multi_gamma_snapshots.jsonl", "a") as f:
+            for record in records:
+                f.write(json.dumps({"step": self.step, **record}) + "\n")
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory when on CUDA, else the process's peak resident memory."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class Progress:
+    """tqdm bar with its rate (`unit`s per second), last episode return, last eval return and ETA."""
+
+    def __init__(self, total: int, initial: int, enabled: bool, unit: str = "step"):
+        self.episode_return = self.eval_return = None
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+            import sys
+            # redraw at most once a second (every 30 s when the output is a log file, not a terminal)
+            self._bar = tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, smoothing=0.05,
+                             mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+
+    def update(self, n: int) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(n)
+        if self._bar.n % 100 < n:
+            post = {}
+            if self.episode_return is not None:
+                post["return"] = f"{self.episode_return:.1f}"
+            if self.eval_return is not None:
+                post["eval"] = f"{self.eval_return:.1f}"
+            self._bar.set_postfix(post, refresh=False)
+
+    @staticmethod
+    def write(message: str) -> None:
+        from tqdm import tqdm
+        tqdm.write(message)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

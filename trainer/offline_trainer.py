@@ -1,0 +1,81 @@
+"""Offline training: updates from fixed datasets only; the environment is used for evaluation alone."""
+import time
+from pathlib import Path
+
+from trainer.base import BaseTrainer, Progress, peak_memory_mb
+
+
+class OfflineTrainer(BaseTrainer):
+    """Runs `steps` updates (gradient steps, not environment steps) on batches from the dataset buffer.
+
+    Here `steps`, `eval_freq`, `checkpoint_freq`, `log_interval` and the `step` column of every CSV count
+    updates. Evaluates at update 0, every `eval_freq` updates and at the end; writes a train.csv row of
+    mean losses and updates per second every `log_interval` updates; checkpoints every `checkpoint_freq`
+    updates, at the end and on Ctrl-C (no buffer is saved: the datasets stay where they are).
+    """
+    name = "offline"
+
+    def __init__(self, cfg, env, spec, agent, buffer, logger, run_dir: Path):
+        super().__init__(cfg, env, spec, agent, buffer, logger, run_dir)
+        self._next_eval, self._next_ckpt, self._next_log = 0, cfg.checkpoint_freq, cfg.log_interval
+
+    @property
+    def updates(self) -> int:
+        return self.step
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {"step": self.step, "updates": self.step, "next_eval": self._next_eval,
+                "next_ckpt": self._next_ckpt, "next_log": self._next_log, "elapsed": self._elapsed}
+
+    def load_state(self, state: dict) -> None:
+        self.step = state["step"]
+        self._next_eval, self._next_ckpt, self._next_log = state["next_eval"], state["next_ckpt"], state["next_log"]
+        self._elapsed = state["elapsed"]
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> None:
+        cfg = self.cfg
+        progress = Progress(cfg.steps, self.step, enabled=cfg.logger.progress, unit="update")
+        start = time.time() - self._elapsed
+        sums, count, update_time = {}, 0, 0.0
+        try:
+            while self.step < cfg.steps:
+                if self.step >= self._next_eval:
+                    progress.eval_return = self._log_eval(start)["episode_reward"]
+                    self._multi_gamma_snapshot()
+                    self._next_eval += cfg.eval_freq
+                t0 = time.perf_counter()
+                metrics = self.agent.update(self.buffer.sample())
+                dt = time.perf_counter() - t0
+                update_time += dt
+                count += 1
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                sums["update_ms"] = sums.get("update_ms", 0.0) + 1e3 * dt
+                self.step += 1
+                progress.update(1)
+                if self.step >= self._next_log or self.step == cfg.steps:
+                    self._elapsed = time.time() - start
+                    # updates per second: sampling included, evaluation excluded
+                    row = {"updates": self.step, "updates_per_second": count / max(update_time, 1e-9),
+                           "elapsed_time": self._elapsed, "peak_memory_mb": peak_memory_mb(),
+                           **{k: (v / count) for k, v in sums.items()}}
+                    self.logger.log(row, self.step, "train")
+                    sums, count, update_time = {}, 0, 0.0
+                    self._next_log = (self.step // cfg.log_interval + 1) * cfg.log_interval
+                if self.step >= self._next_ckpt:
+                    self._elapsed = time.time() - start
+                    self.save_checkpoint()
+                    self._next_ckpt += cfg.checkpoint_freq
+            progress.eval_return = self._log_eval(start)["episode_reward"]
+            self.save_checkpoint()
+        except KeyboardInterrupt:
+            progress.close()
+            print(f"\nInterrupted: saving a checkpoint at update {self.step} ...")
+            self._elapsed = time.time() - start
+            self.save_checkpoint()
+            print(f"Saved {self.ckpt_path}. Continue with the same command plus resume=true.")
+            raise
+        finally:
+            progress.close()
