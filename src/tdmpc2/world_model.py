@@ -81,7 +81,8 @@ class WorldModel(nn.Module):
         net = self.target_q if target else self.q_ensemble
         if return_type == "all":
             return net(za, detach=detach)
-        members = torch.randperm(self.num_q, device=z.device)[:2]
+        # two distinct random members (not randperm(...)[:2]: Inductor's randperm-index pattern fails on it)
+        members = torch.rand(self.num_q, device=z.device).topk(2).indices
         values = self.two_hot.decode(net(za, members=members, detach=detach))  # (2, ..., 1)
         return values.min(0).values if return_type == "min" else values.mean(0)
 
