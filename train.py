@@ -91,7 +91,8 @@ def main(cfg) -> None:
     results = Path(hydra.utils.get_original_cwd()) / "results" / "runs" / cfg.task / \
         f"{cfg.agent}-{cfg.exp_name}-seed{cfg.seed}.csv"
     write_reference_csv(logger.csv("eval").rows(), results, cfg.seed)
-    print(f"Done: {trainer.step} {'updates' if cfg.trainer == 'offline' else 'steps'}. Run directory {run_dir}; eval curve {results}")
+    unit = "updates" if cfg.trainer == "offline" else "steps"
+    print(f"Done: {trainer.step} {unit}. Run directory {run_dir}; eval curve {results}")
 
 
 if __name__ == "__main__":

@@ -202,6 +202,8 @@ def load_buffer(paths: list[str], spec, seq_len: int, batch_size: int, device="c
     if len(paths) == 1 and len(keep) == manifests[0]["num_episodes"]:
         buffer = Buffer.from_memmap(datas[0], len(keep), seq_len, batch_size, device=device)
     else:
+        if scratch_dir is not None:  # this loader's own directory: a stale copy from an earlier load goes
+            shutil.rmtree(scratch_dir, ignore_errors=True)
         buffer = Buffer(sum(rows), seq_len, batch_size, storage="memmap", scratch_dir=scratch_dir, device=device)
         for d, e in keep:
             start = manifests[d]["episode_offsets"][e]
