@@ -88,11 +88,13 @@ def main(cfg) -> None:
         manifest = export_buffer(buffer, run_dir / "dataset", cfg, spec,
                                  source={"run_dir": str(run_dir.resolve()), "step": trainer.step})
         print(f"Dataset {run_dir / 'dataset'}: {manifest['num_episodes']} episodes, {manifest['num_steps']} steps")
+    if cfg.trainer == "offline":  # its steps are updates: no curve in the reference format (environment steps)
+        print(f"Done: {trainer.step} updates. Run directory {run_dir}")
+        return
     results = Path(hydra.utils.get_original_cwd()) / "results" / "runs" / cfg.task / \
         f"{cfg.agent}-{cfg.exp_name}-seed{cfg.seed}.csv"
     write_reference_csv(logger.csv("eval").rows(), results, cfg.seed)
-    unit = "updates" if cfg.trainer == "offline" else "steps"
-    print(f"Done: {trainer.step} {unit}. Run directory {run_dir}; eval curve {results}")
+    print(f"Done: {trainer.step} steps. Run directory {run_dir}; eval curve {results}")
 
 
 if __name__ == "__main__":

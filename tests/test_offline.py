@@ -191,6 +191,7 @@ def test_offline_training_resume_and_online_fine_tuning(online_run):
     for key in ("total_loss", "reward_loss", "value_loss", "consistency_loss"):
         assert float(rows[-1][key]) < float(rows[0][key]), (key, rows[0][key], rows[-1][key])
     assert [int(r["step"]) for r in _rows(off_dir / "metrics" / "eval.csv")] == [0, 200]
+    assert not list((cwd / "results").rglob("*offline*"))  # no reference-format curve: its steps are updates
     from common import checkpoint
     ckpt = off_dir / "checkpoints" / "latest.pt"
     payload = checkpoint.load(ckpt)
