@@ -54,6 +54,8 @@ def main(eval_cfg) -> None:
     from envs import HOCKEY_TASKS, make_env
     from src.policy import load_agent
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    if eval_cfg.threads != "auto":
+        torch.set_num_threads(int(eval_cfg.threads))
     try:
         agent, cfg, spec = load_agent(eval_cfg.checkpoint, device_of(eval_cfg))
     except CheckpointError as e:

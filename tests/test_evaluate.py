@@ -9,7 +9,7 @@ from tests.conftest import ROOT, TINY_TDMPC2, run_train
 
 
 def _evaluate(args, cwd):
-    return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "threads=1", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=600)
 
 
