@@ -41,6 +41,13 @@ class BaseTrainer:
                         self.checkpoint_buffer())
 
     # ------------------------------------------------------------------ evaluation
+    def _checkpoint_on_interrupt(self, start: float, what: str) -> None:
+        """Ctrl-C: save a checkpoint at `self.step` (`what` says what that step is), then tell how to resume."""
+        print(f"\nInterrupted: saving a checkpoint at {what} ...")
+        self._elapsed = time.time() - start
+        self.save_checkpoint()
+        print(f"Saved {self.ckpt_path}. Continue with the same command plus resume=true.")
+
     def evaluate(self) -> dict:
         returns, successes, lengths = [], [], []
         for _ in range(self.cfg.eval_episodes):

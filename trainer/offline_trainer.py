@@ -72,10 +72,7 @@ class OfflineTrainer(BaseTrainer):
             self.save_checkpoint()
         except KeyboardInterrupt:
             progress.close()
-            print(f"\nInterrupted: saving a checkpoint at update {self.step} ...")
-            self._elapsed = time.time() - start
-            self.save_checkpoint()
-            print(f"Saved {self.ckpt_path}. Continue with the same command plus resume=true.")
+            self._checkpoint_on_interrupt(start, f"update {self.step}")
             raise
         finally:
             progress.close()

@@ -84,10 +84,7 @@ class OnlineTrainer(BaseTrainer):
             progress.close()
             # the unfinished episode never reached the buffer: count from its start again
             self.step = self._episode_start
-            print(f"\nInterrupted: saving a checkpoint at step {self.step} (the unfinished episode is dropped) ...")
-            self._elapsed = time.time() - start
-            self.save_checkpoint()
-            print(f"Saved {self.ckpt_path}. Continue with the same command plus resume=true.")
+            self._checkpoint_on_interrupt(start, f"step {self.step} (the unfinished episode is dropped)")
             raise
         finally:
             progress.close()
