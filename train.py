@@ -18,8 +18,8 @@ def main(cfg) -> None:
         sys.exit(f"Config error: {e}")
     from common.buffer import Buffer
     from common.logger import Logger, write_reference_csv
-    from common.run import (adopt_previous_metrics, buffer_capacity, buffer_storage, device_of,
-                            find_resume_checkpoint, seed_everything, write_run_info)
+    from common.run import (buffer_capacity, buffer_storage, device_of,
+                            find_resume_checkpoint, restore, seed_everything, write_run_info)
     from envs import make_env
     from src import make_agent
     from trainer import make_trainer
@@ -57,25 +57,9 @@ def main(cfg) -> None:
         try:
             path = Path(cfg.checkpoint) if cfg.checkpoint else find_resume_checkpoint(
                 run_dir, HydraConfig.get().mode == RunMode.MULTIRUN)
-            payload = checkpoint.load(path, cfg, map_location=device)
-            agent.load_state_dict(payload["agent"])
+            print(restore(path, cfg, agent, trainer, buffer, logger, run_dir, device))
         except (checkpoint.CheckpointError, ValueError) as e:
             sys.exit(f"Cannot resume: {e}")
-        written_by = payload["trainer"].get("trainer", "online")  # checkpoints before offline training: online
-        if written_by == cfg.trainer:  # resume: the trainer's counters, RNG states, replay and metrics too
-            trainer.load_state(payload["trainer"])
-            checkpoint.set_rng_state(payload["rng"])
-            if payload.get("buffer_dir"):
-                buffer.load(str(checkpoint.buffer_path(path, payload)), payload["buffer_state"])
-            adopt_previous_metrics(path, run_dir, trainer.step, logger)
-            print(f"Resumed from {path} at step {trainer.step} ({len(buffer)} steps in replay)")
-        elif cfg.resume:
-            sys.exit(f"Cannot resume: {path} was written by the {written_by} trainer, not trainer={cfg.trainer}; "
-                     f"to start {cfg.trainer} training from its agent give checkpoint={path}")
-        else:  # fine-tuning (offline -> online) or the reverse: the agent only, everything else starts fresh
-            print(f"Starting {cfg.trainer} training from the agent in {path} (written by the {written_by} trainer "
-                  f"at step {payload['trainer']['step']}); its counters, replay, RNG states and metrics are not "
-                  "carried over")
 
     try:
         trainer.train()

@@ -52,6 +52,29 @@ def find_resume_checkpoint(run_dir: Path, multirun: bool) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
+def restore(path: Path, cfg, agent, trainer, buffer, logger, run_dir: Path, device) -> str:
+    """Load a checkpoint into this run; returns what was done. A checkpoint of the same trainer resumes
+    everything (counters, RNG states, replay, metrics); one of the other trainer (offline -> online
+    fine-tuning) gives the agent only, and only with checkpoint=PATH, never with resume=true."""
+    payload = checkpoint.load(path, cfg, map_location=device)
+    written_by = payload["trainer"].get("trainer", "online")  # checkpoints before offline training: online
+    if written_by != cfg.trainer and cfg.resume:
+        raise checkpoint.CheckpointError(
+            f"{path} was written by the {written_by} trainer, not trainer={cfg.trainer}; to start "
+            f"{cfg.trainer} training from its agent give checkpoint={path}")
+    agent.load_state_dict(payload["agent"])
+    if written_by != cfg.trainer:
+        return (f"Starting {cfg.trainer} training from the agent in {path} (written by the {written_by} trainer "
+                f"at step {payload['trainer']['step']}); its counters, replay, RNG states and metrics are not "
+                "carried over")
+    trainer.load_state(payload["trainer"])
+    checkpoint.set_rng_state(payload["rng"])
+    if payload.get("buffer_dir"):
+        buffer.load(str(checkpoint.buffer_path(path, payload)), payload["buffer_state"])
+    adopt_previous_metrics(path, run_dir, trainer.step, logger)
+    return f"Resumed from {path} at step {trainer.step} ({len(buffer)} steps in replay)"
+
+
 def adopt_previous_metrics(ckpt_path: Path, run_dir: Path, step: int, logger) -> None:
     """Copy the metrics of the run being resumed into this run's directory, cut at the checkpoint step."""
     old_metrics = ckpt_path.parent.parent / "metrics"
