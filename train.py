@@ -42,13 +42,15 @@ def main(cfg) -> None:
         from common.dataset import DatasetError, load_buffer
         try:
             buffer, summary = load_buffer(dataset_paths(cfg), spec, agent.seq_len, agent.batch_size, device,
-                                          **cfg.dataset_filter, scratch_dir=str(run_dir / "dataset_memmap"))
+                                          **cfg.dataset_filter, scratch_dir=str(run_dir / "dataset_memmap"),
+                                          cross_episodes=agent.sequences_cross_episodes)
         except DatasetError as e:
             sys.exit(f"Dataset error: {e}")
         print(f"Offline data: {summary}")
     else:
         buffer = Buffer(buffer_capacity(cfg, spec), agent.seq_len, agent.batch_size, buffer_storage(cfg, spec),
-                        scratch_dir=str(run_dir / "buffer_memmap"), device=device)
+                        scratch_dir=str(run_dir / "buffer_memmap"), device=device,
+                        cross_episodes=agent.sequences_cross_episodes)
     logger = Logger(run_dir, cfg)
     write_run_info(run_dir, cfg, counts)
     trainer = make_trainer(cfg, env, spec, agent, buffer, logger, run_dir)

@@ -1,9 +1,16 @@
-"""Episode replay on torchrl: whole episodes go in, `(L, B)` slices that never cross an episode come out.
+"""Episode replay on torchrl: whole episodes go in, `(L, B)` slices come out.
+
+Slices stay inside one episode (TD-MPC2), or, with `cross_episodes=True` (Dreamer), run on across episode
+boundaries in the order the steps were stored, so episodes shorter than the slice are still replayed and the
+model learns the resets from `is_first` (DreamerV3 replays fixed-length chunks of its step stream the same way).
 
 Each stored step is one observation with what led to it (TD-MPC2's layout):
   obs (*obs_shape), action (A,) the action taken before this obs (zeros at the first step),
   reward (1,) the reward received on arriving here (0 at the first step), terminated (1,),
-  is_first (1,) True at the first step of an episode, episode () the episode id.
+  is_first (1,) True at the first step of an episode, episode () the episode id,
+  stream () which pass over the storage the step was written in (global step index // capacity): steps of one
+  stream are contiguous in time, so a slice inside one stream never joins the newest steps to the oldest ones
+  after the storage wraps around.
 `sample()` returns a TensorDict of batch size (L, B): TD-MPC2 uses L = horizon + 1, Dreamer L = 64.
 `Buffer.from_memmap` serves an offline dataset (common/dataset.py) in place, read-only.
 """
@@ -15,23 +22,27 @@ from torchrl.data.replay_buffers import (LazyMemmapStorage, LazyTensorStorage, R
 
 class Buffer:
     def __init__(self, capacity: int, seq_len: int, batch_size: int, storage: str = "memory",
-                 scratch_dir: str | None = None, device: str | torch.device = "cpu"):
+                 scratch_dir: str | None = None, device: str | torch.device = "cpu", cross_episodes: bool = False):
         self.capacity, self.seq_len, self.batch_size = capacity, seq_len, batch_size
         self.device = torch.device(device)
+        self.cross_episodes = cross_episodes
         self._storage_kind, self._scratch_dir = storage, scratch_dir
-        self._num_episodes = 0
+        self._num_episodes, self._written = 0, 0
         self._rb = self._make()
 
     @classmethod
     def from_memmap(cls, steps: TensorDict, num_episodes: int, seq_len: int, batch_size: int,
-                    device: str | torch.device = "cpu") -> "Buffer":
+                    device: str | torch.device = "cpu", cross_episodes: bool = False) -> "Buffer":
         """A read-only buffer over already stored steps (e.g. a memory-mapped dataset), used in place:
-        nothing is copied into memory; `episode` must number whole, contiguous episodes."""
+        nothing is copied into memory; `episode` must number whole, contiguous episodes in time order."""
         buf = cls.__new__(cls)
         buf.capacity, buf.seq_len, buf.batch_size = steps.shape[0], seq_len, batch_size
-        buf.device = torch.device(device)
+        buf.device, buf.cross_episodes = torch.device(device), cross_episodes
         buf._storage_kind, buf._scratch_dir = "dataset", None
-        buf._num_episodes = num_episodes
+        buf._num_episodes, buf._written = num_episodes, steps.shape[0]
+        if cross_episodes:  # a dataset is one stream (oldest first); the key lives in memory, files untouched
+            steps = TensorDict({**dict(steps.items()), "stream": torch.zeros(steps.shape[0], dtype=torch.int64)},
+                               batch_size=steps.shape)
         buf._rb = buf._make(TensorStorage(steps))
         return buf
 
@@ -42,7 +53,8 @@ class Buffer:
             storage = LazyMemmapStorage(self.capacity, scratch_dir=self._scratch_dir)
         else:
             storage = LazyTensorStorage(self.capacity)
-        sampler = SliceSampler(slice_len=self.seq_len, traj_key="episode", end_key=None,
+        sampler = SliceSampler(slice_len=self.seq_len, traj_key="stream" if self.cross_episodes else "episode",
+                               end_key=None,
                                truncated_key=None, strict_length=True, cache_values=True)
         return ReplayBuffer(storage=storage, sampler=sampler, batch_size=self.batch_size * self.seq_len,
                             pin_memory=False, prefetch=0)
@@ -59,13 +71,16 @@ class Buffer:
         if self._storage_kind == "dataset":
             raise RuntimeError("this buffer serves a dataset read-only; episodes cannot be added")
         episode = episode.clone(False)
-        episode["episode"] = torch.full((episode.shape[0],), self._num_episodes, dtype=torch.int64)
+        T = episode.shape[0]
+        episode["episode"] = torch.full((T,), self._num_episodes, dtype=torch.int64)
+        episode["stream"] = (self._written + torch.arange(T)) // self.capacity  # (T,)
         self._rb.extend(episode)
         self._num_episodes += 1
+        self._written += T
 
     def sample(self) -> TensorDict:
-        """(L, B) slices, each inside one episode, on the buffer's device."""
-        td = self._rb.sample()  # (B * L,), slices laid end to end
+        """(L, B) slices, each inside one episode (or one stream with cross_episodes), on the buffer's device."""
+        td = self._rb.sample().exclude("stream")  # (B * L,), slices laid end to end; stream is bookkeeping
         td = td.view(self.batch_size, self.seq_len).transpose(0, 1)  # (L, B)
         return td.to(self.device, non_blocking=True)
 
@@ -79,7 +94,7 @@ class Buffer:
         return steps, (int(writer._cursor) % len(storage) if wrapped and len(storage) else 0)
 
     def state_dict(self) -> dict:
-        return {"num_episodes": self._num_episodes}
+        return {"num_episodes": self._num_episodes, "written": self._written}
 
     def save(self, path: str) -> None:
         self._rb.dumps(path)
@@ -88,6 +103,7 @@ class Buffer:
         self._rb = self._make()
         self._rb.loads(path)
         self._num_episodes = state["num_episodes"]
+        self._written = state.get("written", len(self._rb))  # checkpoints before cross-episode slices: no wrap
 
 
 def episode_step(obs: torch.Tensor, action: torch.Tensor, reward: float, terminated: bool,

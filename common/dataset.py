@@ -40,6 +40,7 @@ def write_dataset(steps: TensorDict, start: int, out: Path, *, spec: dict, confi
     out = Path(out)
     if out.exists():
         raise DatasetError(f"{out} already exists; remove it or export with --out to another path")
+    steps = steps.exclude("stream")  # the buffer's own bookkeeping, not data
     n_rows = steps.shape[0]
     order = (torch.arange(n_rows) + start) % n_rows if n_rows else torch.zeros(0, dtype=torch.int64)
     is_first = steps["is_first"].reshape(-1)[order].bool()
@@ -162,7 +163,7 @@ def select_episodes(returns: list[float], top_quantile=None, bottom_quantile=Non
 
 
 def load_buffer(paths: list[str], spec, seq_len: int, batch_size: int, device="cpu", top_quantile=None,
-                bottom_quantile=None, max_episodes=None, scratch_dir: str | None = None):
+                bottom_quantile=None, max_episodes=None, scratch_dir: str | None = None, cross_episodes=False):
     """A `common.buffer.Buffer` over one or more datasets, checked against each other and the env `spec`.
 
     One dataset used whole is served in place from its memory-mapped files; several datasets or a filter
@@ -196,15 +197,18 @@ def load_buffer(paths: list[str], spec, seq_len: int, batch_size: int, device="c
     returns = [manifests[d]["episode_returns"][e] for d, e in pooled]
     keep = [pooled[i] for i in select_episodes(returns, top_quantile, bottom_quantile, max_episodes)]
     rows = [manifests[d]["episode_lengths"][e] + 1 for d, e in keep]
-    if not any(r >= seq_len for r in rows):
-        raise DatasetError(f"no chosen episode has the {seq_len} steps a training slice needs "
+    if (sum(rows) if cross_episodes else max(rows, default=0)) < seq_len:
+        raise DatasetError(f"no chosen episode{'s have' if cross_episodes else ' has'} the {seq_len} steps a "
+                           "training slice needs "
                            f"({len(keep)} episodes of at most {max(rows, default=0)} steps)")
     if len(paths) == 1 and len(keep) == manifests[0]["num_episodes"]:
-        buffer = Buffer.from_memmap(datas[0], len(keep), seq_len, batch_size, device=device)
+        buffer = Buffer.from_memmap(datas[0], len(keep), seq_len, batch_size, device=device,
+                                    cross_episodes=cross_episodes)
     else:
         if scratch_dir is not None:  # this loader's own directory: a stale copy from an earlier load goes
             shutil.rmtree(scratch_dir, ignore_errors=True)
-        buffer = Buffer(sum(rows), seq_len, batch_size, storage="memmap", scratch_dir=scratch_dir, device=device)
+        buffer = Buffer(sum(rows), seq_len, batch_size, storage="memmap", scratch_dir=scratch_dir, device=device,
+                        cross_episodes=cross_episodes)
         for d, e in keep:
             start = manifests[d]["episode_offsets"][e]
             buffer.add(datas[d][start:start + manifests[d]["episode_lengths"][e] + 1].exclude("episode"))

@@ -52,3 +52,30 @@ def test_memmap_storage(tmp_path):
     td = buf.sample()
     assert td.shape == (3, 4) and (td["obs"] == td["obs"][:1]).all()
     assert any((tmp_path / "mm").rglob("*.memmap"))
+
+
+def test_cross_episode_slices_replay_short_episodes_with_is_first():
+    """Dreamer's slices run on across episode ends, so episodes shorter than the slice are still replayed."""
+    torch.manual_seed(0)
+    buf = Buffer(10_000, seq_len=8, batch_size=64, cross_episodes=True)
+    for i in range(6):
+        buf.add(_episode(i, 3))  # every episode is shorter than a slice
+    td = buf.sample()
+    assert td.shape == (8, 64)
+    ep = td["episode"]
+    assert (ep[1:] >= ep[:-1]).all()  # time order
+    changes = ep[1:] != ep[:-1]  # (L-1, B): where a slice enters the next episode
+    assert changes.any()
+    assert (td["is_first"][1:].squeeze(-1)[changes]).all()  # ... which starts with is_first
+    assert (ep[1:] - ep[:-1] <= 1).all()  # and no episode is skipped
+
+
+def test_cross_episode_slices_never_join_newest_to_oldest_after_wrap():
+    torch.manual_seed(0)
+    buf = Buffer(40, seq_len=6, batch_size=128, cross_episodes=True)
+    for i in range(13):  # 13 x 5 = 65 steps written into 40 rows: the storage wrapped once
+        buf.add(_episode(i, 5))
+    assert len(buf) == 40
+    for _ in range(10):
+        ep = buf.sample()["episode"]
+        assert ((ep[1:] - ep[:-1] == 0) | (ep[1:] - ep[:-1] == 1)).all()

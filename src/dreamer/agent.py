@@ -13,6 +13,8 @@ class Dreamer:
     act(obs, t0, eval_mode) keeps the recurrent state and previous action between calls and resets them when
     t0=True; eval_mode=True is deterministic (latent mode and policy mode)."""
 
+    sequences_cross_episodes = True  # replayed sequences may span episodes: observe() resets at is_first
+
     def __init__(self, cfg, spec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
         self.discount = float(cfg.discount) if cfg.discount != "auto" else float(cfg.default_discount)

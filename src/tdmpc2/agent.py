@@ -14,6 +14,8 @@ class TDMPC2:
     Auxiliary multi-discount value heads (multi_gamma.*) join the world-model loss when configured.
     """
 
+    sequences_cross_episodes = False  # the latent rollout and TD targets assume one episode per slice
+
     def __init__(self, cfg, spec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.discounts = discounts(cfg, spec)  # [primary, auxiliary...]
