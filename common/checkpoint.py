@@ -18,7 +18,8 @@ FORMAT_VERSION = 1
 # (a key missing from either config is skipped, so each agent is checked on its own keys)
 ARCHITECTURE_KEYS = ("agent", "task", "obs", "num_bins",
                      "latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q", "simnorm_dim", "horizon",  # TD-MPC2
-                     "deter", "hidden", "layers", "stoch", "groups", "classes", "latent", "cnn_depth")  # Dreamer
+                     "deter", "hidden", "layers", "stoch", "groups", "classes", "latent", "cnn_depth",  # Dreamer
+                     "aux_heads.enabled")  # dotted keys name nested entries
 
 
 class CheckpointError(RuntimeError):
@@ -77,10 +78,10 @@ def load(path: Path, cfg=None, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} has format version {payload['format_version']}; "
                               f"this code reads version {FORMAT_VERSION}")
     if cfg is not None:
-        saved = payload["config"]
-        diff = [f"{k}: checkpoint {saved.get(k)!r} vs config {OmegaConf.select(cfg, k)!r}"
-                for k in ARCHITECTURE_KEYS
-                if k in saved and k in cfg and saved.get(k) != OmegaConf.select(cfg, k)]
+        saved = OmegaConf.create(payload["config"])
+        pairs = {k: (OmegaConf.select(saved, k), OmegaConf.select(cfg, k)) for k in ARCHITECTURE_KEYS}
+        diff = [f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in pairs.items()
+                if a is not None and b is not None and a != b]
         if diff:
             raise CheckpointError(f"checkpoint {path} does not fit this config:\n  " + "\n  ".join(diff))
     return payload

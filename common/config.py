@@ -127,6 +127,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     if cfg.agent == "dreamer":
         _validate_dreamer(r)
     _validate_multi_gamma(r)
+    _validate_aux(r)
     r.raise_if_any()
     OmegaConf.set_readonly(cfg, True)
     return cfg
@@ -224,6 +225,40 @@ def _validate_multi_gamma(r: _Rules):
     r.check(len(set(numeric)) == len(numeric), "multi_gamma.gammas", "duplicate discounts", gammas)
     if len(gammas) == 1:
         warnings.warn("multi_gamma.enabled=true with a single discount trains the baseline (no auxiliary heads)")
+
+
+def _validate_aux(r: _Rules):
+    """aux_heads.* (any agent, tasks that provide targets) and aux_rewards.* (Dreamer, needs the heads)."""
+    from envs import HOCKEY_TASKS, aux_targets_fn
+    cfg = r.cfg
+    heads, rewards = cfg.aux_heads, cfg.aux_rewards
+    r.check(isinstance(heads.enabled, bool), "aux_heads.enabled", "must be true or false")
+    r.positive_int("aux_heads.goal_horizon")
+    r.check(isinstance(heads.weights, DictConfig) and set(heads.weights) == {"goal", "dist", "shot"},
+            "aux_heads.weights", "must have exactly the keys goal, dist, shot")
+    for key in ("goal", "dist", "shot"):
+        if key in heads.weights:
+            r.number(f"aux_heads.weights.{key}", 0)
+    if heads.enabled is True:
+        r.check(aux_targets_fn(cfg.task) is not None, "aux_heads.enabled",
+                f"task={cfg.task} provides no auxiliary targets; the hockey tasks do ({', '.join(HOCKEY_TASKS)})")
+    r.check(isinstance(rewards.enabled, bool), "aux_rewards.enabled", "must be true or false")
+    for key in ("goal_scale", "dist_scale", "shot_scale"):
+        r.number(f"aux_rewards.{key}", 0)
+    r.choice("aux_rewards.dist_form", ("inverse", "pbrs"))
+    r.check(_is_int(rewards.decay_steps), "aux_rewards.decay_steps",
+            "must be a non-negative integer (updates; 0 = no decay)")
+    if rewards.enabled is not True:
+        return
+    r.check(heads.enabled is True, "aux_rewards.enabled", "needs aux_heads.enabled=true (the rewards come from "
+                                                          "the auxiliary heads)")
+    r.check(cfg.agent == "dreamer", "aux_rewards.enabled", "auxiliary rewards shape Dreamer's imagined returns; "
+                                                           f"agent={cfg.agent} has none (use aux_heads alone)")
+    if cfg.agent == "dreamer" and cfg.actor_grad in ("auto", "dynamics"):
+        warnings.warn(f"aux_rewards.enabled=true with actor_grad={cfg.actor_grad}: on continuous actions the actor "
+                      "learns by backpropagating returns through the dynamics, and the auxiliary rewards carry no "
+                      "gradient, so they reach the actor only through the critic; actor_grad=reinforce (as in "
+                      "+experiment=hockey_dreamer_aux) or both feeds them to it directly")
 
 
 def validate_for_env(cfg: DictConfig, spec) -> None:

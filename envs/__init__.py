@@ -14,6 +14,17 @@ HOCKEY_TASKS = {  # task -> (default mode, default opponent)
     "hockey-shooting": ("shooting", "none"),
     "hockey-defense": ("defense", "none"),
 }
+# per-step auxiliary-task targets a task may provide (`aux_heads.*`), stored in replay beside each observation
+AUX_TARGET_KEYS = ("aux_goal", "aux_puck_goal_dist", "aux_shot_quality")
+
+
+def aux_targets_fn(task: str):
+    """The task's auxiliary-target function `(obs (T+1, ...), final_info, goal_horizon) -> {key: (T+1, 1)}`
+    for one finished episode, or None when the task provides no targets (only the hockey tasks do)."""
+    if task in HOCKEY_TASKS:
+        from envs.hockey.aux_targets import aux_targets
+        return aux_targets
+    return None
 
 
 def task_kind(task: str) -> str:

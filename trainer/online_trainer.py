@@ -7,6 +7,7 @@ import torch
 
 from common.buffer import Buffer, episode_step
 from common.config import seed_steps
+from envs import aux_targets_fn
 from trainer.base import BaseTrainer, Progress as _Progress, peak_memory_mb as _peak_memory_mb
 
 
@@ -28,6 +29,8 @@ class OnlineTrainer(BaseTrainer):
         self._next_eval, self._next_ckpt = 0, cfg.checkpoint_freq
         self._episode_start = 0
         self._outcomes = deque(maxlen=100)  # per-episode results of two-player games (win/draw/loss)
+        # aux_heads: the task's per-step auxiliary targets, computed once per episode as it enters the buffer
+        self._aux_targets = aux_targets_fn(cfg.task) if cfg.aux_heads.enabled else None
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -111,7 +114,10 @@ class OnlineTrainer(BaseTrainer):
                     count += 1
                     for k, v in metrics.items():
                         sums[k] = sums.get(k, 0.0) + v
-        self.buffer.add(torch.stack(steps))
+        episode = torch.stack(steps)
+        if self._aux_targets is not None:
+            episode.update(self._aux_targets(episode["obs"], info, self.cfg.aux_heads.goal_horizon))
+        self.buffer.add(episode)
         self._episode_start = self.step  # nothing unfinished to drop if interrupted from here on
         return ret, len(steps) - 1, info, {k: (v / count).item() for k, v in sums.items()}
 

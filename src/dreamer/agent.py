@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from src.dreamer.behavior import Behavior
 from src.dreamer.rssm import WorldModel, activation, kl_loss
+from src.heads.aux_task import replayed_targets
 
 
 class Dreamer:
@@ -34,6 +35,7 @@ class Dreamer:
             self._actor_fn = torch.compile(self._actor_loss)
             self._critic_fn = torch.compile(self.behavior.critic_loss)
         self._state, self._prev_action = None, None
+        self.updates = 0  # update() calls so far (checkpointed): drives the aux_rewards.decay_steps schedule
 
     # ------------------------------------------------------------------ acting
     def _to_device(self, obs):
@@ -56,7 +58,7 @@ class Dreamer:
         return action.reshape(-1).cpu()
 
     # ------------------------------------------------------------------ learning
-    def _wm_loss(self, obs, action, reward, cont, is_first):
+    def _wm_loss(self, obs, action, reward, cont, is_first, aux_targets=None):
         cfg, wm = self.cfg, self.wm
         embed = wm.encoder(obs)  # (T, B, E)
         states, post, prior = wm.rssm.observe(embed, action, is_first)
@@ -65,16 +67,29 @@ class Dreamer:
         dec = wm.decoder.loss(feat, obs)
         rew = wm.reward_loss(feat, reward)
         con = F.binary_cross_entropy_with_logits(wm.cont_head(feat), cont, reduction="none").squeeze(-1)
-        loss = (cfg.dec_scale * dec + cfg.reward_scale * rew + cfg.cont_scale * con + kl).mean()
-        metrics = {"model_loss": loss.detach(), "dec_loss": dec.mean().detach(), "reward_loss": rew.mean().detach(),
-                   "cont_loss": con.mean().detach(), "dyn_kl": dyn.mean().detach(), "rep_kl": rep.mean().detach()}
+        loss = cfg.dec_scale * dec + cfg.reward_scale * rew + cfg.cont_scale * con + kl  # (T, B)
+        metrics = {}
+        if wm.aux_heads is not None:  # auxiliary heads on the posterior feature of each step, real targets
+            aux, metrics = wm.aux_heads.loss(feat, aux_targets)
+            loss = loss + aux
+            metrics["aux_loss"] = aux.mean().detach()
+        loss = loss.mean()
+        metrics.update({"model_loss": loss.detach(), "dec_loss": dec.mean().detach(),
+                        "reward_loss": rew.mean().detach(), "cont_loss": con.mean().detach(),
+                        "dyn_kl": dyn.mean().detach(), "rep_kl": rep.mean().detach()})
         return loss, metrics, (states[0].detach(), states[1].detach())
 
-    def _actor_loss(self, start, start_cont):
+    def _actor_loss(self, start, start_cont, aux_decay=None):
         b = self.behavior
         with torch.set_grad_enabled(b.needs_dynamics_grad):  # REINFORCE needs no graph through imagination
             feat, raw = b.imagine(self.wm, start, self.cfg.horizon)
-        return b.actor_loss(self.wm, feat, raw, start_cont, self.spec.episodic)
+        return b.actor_loss(self.wm, feat, raw, start_cont, self.spec.episodic, aux_decay)
+
+    def _aux_decay(self) -> torch.Tensor:
+        """Factor on the auxiliary reward scales: 1, falling linearly to 0 over aux_rewards.decay_steps updates
+        (0: no decay). A tensor, so a compiled actor loss does not recompile as it changes."""
+        steps = self.cfg.aux_rewards.decay_steps if self.behavior.aux_rewards is not None else 0
+        return torch.tensor(max(0.0, 1.0 - self.updates / steps) if steps else 1.0, device=self.device)
 
     def update(self, batch) -> dict:
         """One training step on an (L, B) batch: world model, then actor, then critic; 0-d metric tensors."""
@@ -86,10 +101,11 @@ class Dreamer:
         reward = batch["reward"].float()
         cont = 1.0 - batch["terminated"].float()
         is_first = batch["is_first"].bool()
+        aux_targets = replayed_targets(batch) if wm.aux_heads is not None else None  # each (L, B, 1)
         wm.train()
         b.train()
 
-        loss, metrics, (deter, stoch) = self._wm_fn(obs, action, reward, cont, is_first)
+        loss, metrics, (deter, stoch) = self._wm_fn(obs, action, reward, cont, is_first, aux_targets)
         loss.backward()
         metrics["model_grad_norm"] = torch.nn.utils.clip_grad_norm_(wm.parameters(), cfg.model_grad_clip)
         self.model_opt.step()
@@ -100,7 +116,7 @@ class Dreamer:
         wm.requires_grad_(False)
         b.critic.requires_grad_(False)
         try:
-            actor_loss, (feat, returns, weight), actor_metrics = self._actor_fn(start, start_cont)
+            actor_loss, (feat, returns, weight), actor_metrics = self._actor_fn(start, start_cont, self._aux_decay())
             actor_loss.backward()
             metrics["actor_grad_norm"] = torch.nn.utils.clip_grad_norm_(b.actor.parameters(), cfg.actor_grad_clip)
             self.actor_opt.step()
@@ -115,6 +131,7 @@ class Dreamer:
             wm.requires_grad_(True)
             b.critic.requires_grad_(True)
         b.update_slow()
+        self.updates += 1
         metrics.update(actor_metrics)
         metrics.update(critic_metrics)
         return {k: v.detach() for k, v in metrics.items()}
@@ -123,7 +140,7 @@ class Dreamer:
     def state_dict(self) -> dict:
         return {"wm": self.wm.state_dict(), "behavior": self.behavior.state_dict(),
                 "model_opt": self.model_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
-                "critic_opt": self.critic_opt.state_dict()}
+                "critic_opt": self.critic_opt.state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
         self.wm.load_state_dict(state["wm"])
@@ -131,6 +148,7 @@ class Dreamer:
         self.model_opt.load_state_dict(state["model_opt"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
+        self.updates = state.get("updates", 0)  # checkpoints before the counter existed: 0
         self._state = None
 
     def policy_state(self) -> dict:
@@ -146,7 +164,7 @@ class Dreamer:
         """Trainable parameters per component (the slow critic copy is not counted)."""
         wm, b = self.wm, self.behavior
         parts = {"encoder": wm.encoder, "rssm": wm.rssm, "decoder": wm.decoder, "reward": wm.reward_head,
-                 "continue": wm.cont_head, "actor": b.actor, "critic": b.critic}
-        counts = {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items()}
+                 "continue": wm.cont_head, "aux_heads": wm.aux_heads, "actor": b.actor, "critic": b.critic}
+        counts = {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items() if v is not None}
         counts["total"] = sum(counts.values())
         return counts

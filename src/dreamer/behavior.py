@@ -1,17 +1,20 @@
 """DreamerV3 behaviour learning in imagination: actor, critic with a slow EMA regulariser, lambda-returns
 weighted by predicted continues, and return normalisation (EMA of the 5th-95th percentile range, floored at 1,
-the framework's `RunningScale`)."""
+the framework's `RunningScale`). With `aux_rewards.enabled` the rewards of imagined transitions get the
+auxiliary heads' dense shaping terms (src/heads/aux_task.py), computed without gradient."""
 import copy
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from common.init import weight_init, zero_
 from common.layers import mlp
 from common.math import TwoHot, gaussian_logprob, squash
 from common.scale import RunningScale
 from src.dreamer.rssm import gumbel_argmax
+from src.heads.aux_task import aux_reward
 
 
 def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,
@@ -119,6 +122,7 @@ class Behavior(nn.Module):
         self.retnorm = RunningScale(cfg.retnorm_rate)
         grad = cfg.actor_grad if cfg.actor_grad != "auto" else ("reinforce" if discrete else "dynamics")
         self.dyn_mix = {"reinforce": 0.0, "dynamics": 1.0, "both": float(cfg.actor_grad_mix)}[grad]
+        self.aux_rewards = cfg.aux_rewards if OmegaConf.select(cfg, "aux_rewards.enabled", default=False) else None
 
     @property
     def needs_dynamics_grad(self) -> bool:
@@ -129,12 +133,27 @@ class Behavior(nn.Module):
         states, _, raw = wm.rssm.imagine(self.actor, start, horizon)
         return wm.rssm.feat(states), raw
 
-    def actor_loss(self, wm, feat, raw, start_cont, episodic: bool):
+    def actor_loss(self, wm, feat, raw, start_cont, episodic: bool, aux_decay: torch.Tensor | None = None):
         """Actor loss on an imagined trajectory. The caller freezes the world model and the critic (their
         parameters get no gradient); gradients reach the actor through log-probabilities (REINFORCE) and,
-        with dynamics backprop, through the imagined features. Returns (loss, targets for the critic, metrics)."""
+        with dynamics backprop, through the imagined features. With auxiliary rewards, `aux_decay` (0-d, in
+        [0, 1]; None: 1) multiplies their scales. Returns (loss, targets for the critic, metrics)."""
         cfg = self.cfg
         reward = wm.reward(feat[1:])  # (H, N, 1)
+        metrics = {}
+        if self.aux_rewards is not None:  # dense shaping; no gradient, so the heads stay fixed features
+            ar = self.aux_rewards
+            aux_decay = torch.ones((), device=feat.device) if aux_decay is None else aux_decay
+            with torch.no_grad():
+                bonus, terms = aux_reward(wm.aux_heads(feat), ar.goal_scale, ar.dist_scale, ar.shot_scale,
+                                          ar.dist_form, self.gamma)  # (H, N, 1)
+                bonus = aux_decay * bonus
+                metrics = {"imagination/aux_reward_mean": bonus.mean(), "imagination/aux_reward_std": bonus.std(),
+                           "imagination/aux_reward_min": bonus.min(), "imagination/aux_reward_max": bonus.max(),
+                           "imagination/base_reward_mean": reward.mean(), "imagination/aux_decay": aux_decay,
+                           **{f"imagination/aux_{k}_reward_mean": aux_decay * v.mean() for k, v in terms.items()}}
+            reward = reward + bonus
+            metrics["imagination/total_reward_mean"] = reward.mean().detach()
         cont = wm.cont(feat[1:]) if episodic else torch.ones_like(reward)
         value = self.critic.value(feat)  # (H+1, N, 1)
         returns = lambda_returns(reward, cont, value, self.gamma, cfg.return_lambda)  # (H, N, 1)
@@ -148,9 +167,10 @@ class Behavior(nn.Module):
         if self.dyn_mix > 0:
             objective = objective + self.dyn_mix * returns / scale
         loss = -(weight * objective).mean()
-        metrics = {"actor_loss": loss.detach(), "actor_entropy": entropy.mean().detach(),
-                   "imag_return": returns.mean().detach(), "return_scale": scale.detach().clone(),
-                   "imag_reward": reward.mean().detach(), "imag_cont": cont.mean().detach()}
+        metrics.update({"actor_loss": loss.detach(), "actor_entropy": entropy.mean().detach(),
+                        "imag_return": returns.mean().detach(), "return_scale": scale.detach().clone(),
+                        "imag_reward": reward.mean().detach(), "imag_cont": cont.mean().detach(),
+                        "imagination/advantage_abs_mean": adv.abs().mean()})
         return loss, (feat[:-1].detach(), returns.detach(), weight), metrics
 
     def critic_loss(self, feat, returns, weight):

@@ -1,6 +1,6 @@
 """DreamerV3 world model: RSSM (GRU deterministic state + Gaussian or categorical stochastic state),
 observation encoder/decoder (MLP with symlog for vectors, CNN for 64x64 images, both for dicts), reward and
-continue heads, and the KL-balancing loss with free bits.
+continue heads, optional auxiliary task heads (src/heads/aux_task.py), and the KL-balancing loss with free bits.
 
 Shapes: a model state is a pair (deter (..., deter), stoch (..., stoch_dim)); the feature the heads and the
 actor read is cat(deter, stoch). Distribution statistics are a single tensor: for the Gaussian latent
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from common.init import weight_init, zero_
 from common.layers import Mish, NormedLinear, mlp
 from common.math import TwoHot, symlog
+from src.heads.aux_task import AuxTaskHeads, aux_heads_enabled
 
 ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "mish": Mish}
 
@@ -299,6 +300,9 @@ class WorldModel(nn.Module):
         self.reward_head = mlp(feat, [cfg.hidden] * cfg.layers, cfg.num_bins if self.reward_twohot else 1,
                                hidden_act=act)
         self.cont_head = mlp(feat, [cfg.hidden] * cfg.layers, 1, hidden_act=act)
+        self.aux_heads = None  # auxiliary task heads (aux_heads.*), trained on real targets with this loss
+        if aux_heads_enabled(cfg):
+            self.aux_heads = AuxTaskHeads(feat, [cfg.hidden] * cfg.layers, act, cfg.aux_heads.weights)
         self.two_hot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax)
         self.apply(weight_init)
         zero_(self.reward_head[-1].weight, self.reward_head[-1].bias)

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from common import math
 from common.config import discounts
 from common.scale import RunningScale
+from src.heads.aux_task import replayed_targets
 from src.tdmpc2.world_model import WorldModel
 
 
@@ -23,7 +24,7 @@ class TDMPC2:
         self.model = WorldModel(cfg, spec, self.discounts).to(device)
         m = self.model
         world_params = [p for mod in (m.dynamics, m.reward_head, m.termination_head, m.q_ensemble,
-                                      m.multi_gamma_head) if mod is not None for p in mod.parameters()]
+                                      m.multi_gamma_head, m.aux_heads) if mod is not None for p in mod.parameters()]
         self.optim = torch.optim.Adam([
             {"params": m.encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
             {"params": world_params}], lr=cfg.lr)
@@ -108,12 +109,15 @@ class TDMPC2:
         action = batch["action"][1:]  # (T, B, A): action taken at step t
         reward = batch["reward"][1:]  # (T, B, 1): reward received after it
         terminated = batch["terminated"][1:]  # (T, B, 1)
+        aux_targets = None
+        if self.model.aux_heads is not None:  # targets of the steps whose latents the heads read: 0..T-1
+            aux_targets = {k: v[:-1] for k, v in replayed_targets(batch).items()}  # each (T, B, 1)
         if self.cfg.compile:
             torch.compiler.cudagraph_mark_step_begin()
-        metrics = self._update_fn(obs, action, reward, terminated)
+        metrics = self._update_fn(obs, action, reward, terminated, aux_targets)
         return {k: v.detach() for k, v in metrics.items()}
 
-    def _update(self, obs, action, reward, terminated) -> dict:
+    def _update(self, obs, action, reward, terminated, aux_targets=None) -> dict:
         cfg, m = self.cfg, self.model
         T = cfg.horizon
         with torch.no_grad():
@@ -144,6 +148,11 @@ class TDMPC2:
             aux_loss, aux_metrics = self._multi_gamma_loss(_zs, reward, terminated, bootstrap)
             total = total + aux_loss
             metrics.update(aux_metrics)
+        if m.aux_heads is not None:  # auxiliary task heads on the rollout latents, rho**t weighted like the reward
+            aux, aux_metrics = m.aux_heads.loss(_zs, aux_targets)  # (T, B)
+            aux_loss = (aux.mean(1) * self._rho).sum() / T
+            total = total + aux_loss
+            metrics.update(aux_metrics, aux_loss=aux_loss)
 
         total.backward()
         metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm)
@@ -257,7 +266,7 @@ class TDMPC2:
         m = self.model
         parts = {"encoder": m.encoder, "dynamics": m.dynamics, "reward": m.reward_head,
                  "termination": m.termination_head, "policy_prior": m.policy_prior, "q_ensemble": m.q_ensemble,
-                 "multi_gamma_heads": m.multi_gamma_head}
+                 "multi_gamma_heads": m.multi_gamma_head, "aux_heads": m.aux_heads}
         counts = {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items() if v is not None}
         counts["total"] = sum(counts.values())
         return counts

@@ -6,7 +6,8 @@ import torch.nn as nn
 
 from common import math
 from common.init import weight_init, zero_
-from common.layers import EnsembleMLP, SimNorm, conv_encoder, mlp
+from common.layers import EnsembleMLP, Mish, SimNorm, conv_encoder, mlp
+from src.heads.aux_task import AuxTaskHeads, aux_heads_enabled
 
 
 class WorldModel(nn.Module):
@@ -14,6 +15,7 @@ class WorldModel(nn.Module):
     Polyak-averaged target copy). Latents are SimNorm-ed; reward and Q are two-hot distributions.
 
     `discounts` = [primary, auxiliary...]: auxiliary value heads are built only when there is more than one.
+    `aux_heads` (aux_heads.enabled): goal / puck-distance / shot-quality heads on the latent (src/heads/aux_task.py).
     """
 
     def __init__(self, cfg, spec, discounts: list[float]):
@@ -33,6 +35,9 @@ class WorldModel(nn.Module):
         if len(discounts) > 1:
             from src.heads.multi_gamma import MultiGammaHead
             self.multi_gamma_head = MultiGammaHead(latent, len(discounts) - 1, cfg.num_bins, cfg.multi_gamma.head)
+        self.aux_heads = None  # auxiliary task heads (aux_heads.*) on the latent, trained with the model loss
+        if aux_heads_enabled(cfg):
+            self.aux_heads = AuxTaskHeads(latent, [mlp_dim], Mish, cfg.aux_heads.weights)
         self.apply(weight_init)
         zero_(self.reward_head[-1].weight, self.q_ensemble.out.weight)
         self.target_q = copy.deepcopy(self.q_ensemble).requires_grad_(False)

@@ -1,0 +1,93 @@
+"""Auxiliary task heads (`aux_heads.*`) and the dense rewards they give in imagination (`aux_rewards.*`).
+
+The heads read a world model's state feature and predict, for the state of each stored step, the targets a
+task stores in replay (`envs.AUX_TARGET_KEYS`; hockey: `envs/hockey/aux_targets.py` defines them):
+P(the learner scores within the next K steps), the puck's distance to the opponent's goal mouth, and the
+shot quality in [0, 1]. They are trained with the world-model loss on real data only:
+
+* Dreamer: the posterior feature cat(h_t, z_t) of step t (it has seen obs_t), per step of the replayed
+  sequence, added to the per-step world-model loss before its mean.
+* TD-MPC2: the latent z_t of the model's own rollout (z_0 encoded from obs_0, then the dynamics under the
+  replayed actions), steps 0..horizon-1, rho**t weighted like the reward loss.
+
+Dreamer's behaviour learning reads them again, without gradient, on imagined features (`aux_reward`).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from common.layers import mlp
+from envs import AUX_TARGET_KEYS
+
+DIST_FORMS = ("inverse", "pbrs")
+
+
+def aux_heads_enabled(cfg) -> bool:
+    """`aux_heads.enabled` (False for configs saved before the key existed, e.g. old opponent checkpoints)."""
+    return bool(OmegaConf.select(cfg, "aux_heads.enabled", default=False))
+
+
+def replayed_targets(batch) -> dict[str, torch.Tensor]:
+    """The auxiliary targets stored with a replayed batch's steps, {key: (..., 1)}; a clear error when the
+    steps have none (a buffer or dataset written without aux_heads.enabled)."""
+    missing = [k for k in AUX_TARGET_KEYS if k not in batch.keys()]
+    if missing:
+        raise KeyError(f"aux_heads.enabled=True but the replayed steps lack the auxiliary targets {missing}: "
+                       "online runs on a task that provides them (hockey) store them when aux_heads.enabled=true")
+    return {k: batch[k] for k in AUX_TARGET_KEYS}
+
+
+class AuxTaskHeads(nn.Module):
+    """Three heads on one shared MLP trunk: feature (..., in_dim) -> {goal_logit, goal_prob, puck_goal_dist,
+    shot_quality}, each (..., 1). The distance is a linear output in table units; the shot quality is a
+    sigmoid, so it stays in [0, 1]."""
+
+    def __init__(self, in_dim: int, hidden_dims: list[int], act: type[nn.Module], weights):
+        super().__init__()
+        self.net = mlp(in_dim, hidden_dims, 3, hidden_act=act)  # outputs: goal logit, distance, shot logit
+        self.weights = {k: float(weights[k]) for k in ("goal", "dist", "shot")}
+
+    def forward(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
+        goal_logit, dist, shot_logit = self.net(feat).split(1, -1)  # each (..., 1)
+        return {"goal_logit": goal_logit, "goal_prob": torch.sigmoid(goal_logit), "puck_goal_dist": dist,
+                "shot_quality": torch.sigmoid(shot_logit)}
+
+    def loss(self, feat: torch.Tensor, targets: dict[str, torch.Tensor]):
+        """Weighted per-element loss (...) against the stored targets (each (..., 1)): BCE on the goal,
+        MSE on the distance and on the shot quality; plus detached metrics on this (real) data."""
+        goal, dist, shot = (targets[k].float() for k in AUX_TARGET_KEYS)
+        pred = self(feat)
+        goal_loss = F.binary_cross_entropy_with_logits(pred["goal_logit"], goal, reduction="none")
+        dist_loss = (pred["puck_goal_dist"] - dist).pow(2)
+        shot_loss = (pred["shot_quality"] - shot).pow(2)
+        w = self.weights
+        loss = (w["goal"] * goal_loss + w["dist"] * dist_loss + w["shot"] * shot_loss).squeeze(-1)
+        with torch.no_grad():
+            metrics = {"aux/goal_loss": goal_loss.mean(), "aux/dist_loss": dist_loss.mean(),
+                       "aux/shot_loss": shot_loss.mean(),
+                       "aux/goal_accuracy": ((pred["goal_logit"] > 0).float() == goal).float().mean(),
+                       "aux/goal_rate": goal.mean(),  # share of positive targets: the accuracy's baseline
+                       "aux/puck_goal_dist_error": (pred["puck_goal_dist"] - dist).abs().mean(),
+                       "aux/shot_quality_error": (pred["shot_quality"] - shot).abs().mean()}
+        return loss, metrics
+
+
+def closeness(dist: torch.Tensor) -> torch.Tensor:
+    """The seed's centred inverse distance 1 / (max(d, 0.1) + 0.5) - 0.5: 0 at d = 1.5, 1.17 at d <= 0.1,
+    about -0.28 with the puck on the centre spot (d = 4.08), -0.39 at the far end (d = 8.5)."""
+    return 1.0 / (dist.clamp(min=0.1) + 0.5) - 0.5
+
+
+def aux_reward(pred: dict[str, torch.Tensor], goal_scale: float, dist_scale: float, shot_scale: float,
+               dist_form: str, gamma: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Dense reward of imagined transitions from the heads' predictions on states 0..H (each (H+1, N, 1)):
+    for the transition into state t+1,
+        goal_scale * P(goal)_{t+1} + dist_scale * f_{t+1} + shot_scale * quality_{t+1},
+    with f = closeness(d_{t+1}) (`inverse`) or the potential-based gamma * phi(s_{t+1}) - phi(s_t) with
+    phi = closeness (`pbrs`). Returns (reward (H, N, 1), its three terms)."""
+    phi = closeness(pred["puck_goal_dist"])  # (H+1, N, 1)
+    dist_term = phi[1:] if dist_form == "inverse" else gamma * phi[1:] - phi[:-1]
+    terms = {"goal": goal_scale * pred["goal_prob"][1:], "dist": dist_scale * dist_term,
+             "shot": shot_scale * pred["shot_quality"][1:]}
+    return terms["goal"] + terms["dist"] + terms["shot"], terms
