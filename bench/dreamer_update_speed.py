@@ -8,6 +8,12 @@ results/bench_dreamer_update_speed.csv and a Markdown table printed.
 
     .venv/bin/python bench/dreamer_update_speed.py                      # XS and S, eager+compiled, 1 and 2 threads
     .venv/bin/python bench/dreamer_update_speed.py --sizes XS --modes eager --threads 1
+    .venv/bin/python bench/dreamer_update_speed.py --sizes wm1.3M wm16M --modes eager --threads 1
+
+Besides the presets, two configurations match the world-model sizes of the figures quoted for a widely used
+PyTorch port on this kind of machine (1.3M parameters: 2.1 s per step on one thread; 16M: 5.9 s on two threads).
+Those figures are published numbers, not measured here (the port is not installed); `vs_port` divides our
+median by them, so below 1 is faster.
 """
 import argparse
 import statistics
@@ -26,10 +32,18 @@ TASK = EnvSpec(obs_shape=(17,), action_dim=6, discrete=False, episode_length=500
                task="cheetah-run (shapes only: 17-dim obs, 6 actions)")
 
 
+CONFIGS = {  # name -> (overrides, the port's published seconds per step at this world-model size or None)
+    "XS": (["model_size=XS"], None),
+    "S": (["model_size=S"], None),
+    "wm1.3M": (["model_size=XS", "deter=256", "hidden=256", "groups=16", "classes=16"], 2.1),  # world model 1.26M
+    "wm16M": (["model_size=S", "deter=1024", "hidden=704"], 5.9),  # world model 16.1M
+}
+
+
 def make_cfg(size: str, compiled: bool):
     from hydra import compose, initialize_config_dir
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return validate(compose("config", overrides=["agent=dreamer", f"model_size={size}",
+        return validate(compose("config", overrides=["agent=dreamer", *CONFIGS[size][0],
                                                      f"compile={str(compiled).lower()}"]))
 
 
@@ -52,7 +66,7 @@ def timed(agent, batch) -> float:
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--sizes", nargs="+", default=["XS", "S"])
+    p.add_argument("--sizes", nargs="+", default=["XS", "S"], choices=list(CONFIGS))
     p.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--warmup", type=int, default=3)
@@ -75,7 +89,10 @@ def main():
             any_agent = next(iter(agents.values()))
             cfg = any_agent.cfg
             batch = make_batch(any_agent.seq_len, any_agent.batch_size)
-            params = any_agent.parameter_counts()["total"]
+            counts = any_agent.parameter_counts()
+            params = counts["total"]
+            wm_params = sum(counts[k] for k in ("encoder", "rssm", "decoder", "reward", "continue"))
+            port_s = CONFIGS[size][1]
             eager_agent = Dreamer(make_cfg(size, False), TASK, torch.device("cpu"))
             flops = count_flops(lambda: eager_agent.update(batch))
             first = {}
@@ -91,7 +108,7 @@ def main():
             med = {m: statistics.median(v) for m, v in times.items()}
             for m in agents:
                 achieved = flops / med[m] / 1e9
-                row = {"size": size, "params": params, "mode": m, "threads": threads, "batch": cfg.batch_size,
+                row = {"size": size, "params": params, "wm_params": wm_params, "mode": m, "threads": threads, "batch": cfg.batch_size,
                        "seq_len": cfg.seq_len, "horizon": cfg.horizon, "latent": cfg.latent,
                        "actor_grad": "dynamics (auto, continuous)", "task": TASK.task,
                        "median_s": round(med[m], 4), "min_s": round(min(times[m]), 4),
@@ -100,15 +117,16 @@ def main():
                        "achieved_gflops": round(achieved, 1), "matmul_gflops": round(ref, 1),
                        "frac_of_matmul": round(achieved / ref, 3),
                        "compiled_speedup": round(med["eager"] / med["compiled"], 3)
-                       if {"eager", "compiled"} <= set(med) else ""}
+                       if {"eager", "compiled"} <= set(med) else "",
+                       "vs_port": round(med[m] / port_s, 3) if port_s else ""}
                 rows.append(row)
                 write_results(csv_name, [row])  # row by row: a stopped run keeps what it measured
                 print(f"{size} {m} threads={threads}: median {med[m]:.3f} s (min {min(times[m]):.3f}, "
                       f"max {max(times[m]):.3f}), first call {first[m]:.1f} s", flush=True)
 
     path = Path(args.csv)
-    cols = ["size", "params", "mode", "threads", "median_s", "min_s", "max_s", "n_timed", "first_call_s",
-            "gflop_per_step", "achieved_gflops", "matmul_gflops", "frac_of_matmul", "compiled_speedup"]
+    cols = ["size", "params", "wm_params", "mode", "threads", "median_s", "min_s", "max_s", "n_timed", "first_call_s",
+            "gflop_per_step", "achieved_gflops", "matmul_gflops", "frac_of_matmul", "compiled_speedup", "vs_port"]
     print(f"\nDreamer update, batch {rows[0]['batch']} x {rows[0]['seq_len']}, horizon {rows[0]['horizon']}, "
           f"{rows[0]['latent']} latent, {TASK.task}; {desc}; commit {sha}\n")
     print(markdown_table(rows, cols))
