@@ -254,7 +254,7 @@ def _validate_aux(r: _Rules):
                                                           "the auxiliary heads)")
     r.check(cfg.agent == "dreamer", "aux_rewards.enabled", "auxiliary rewards shape Dreamer's imagined returns; "
                                                            f"agent={cfg.agent} has none (use aux_heads alone)")
-    if cfg.agent == "dreamer" and cfg.actor_grad in ("auto", "dynamics"):
+    if heads.enabled is True and cfg.agent == "dreamer" and cfg.actor_grad in ("auto", "dynamics"):
         warnings.warn(f"aux_rewards.enabled=true with actor_grad={cfg.actor_grad}: on continuous actions the actor "
                       "learns by backpropagating returns through the dynamics, and the auxiliary rewards carry no "
                       "gradient, so they reach the actor only through the critic; actor_grad=reinforce (as in "

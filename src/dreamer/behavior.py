@@ -122,7 +122,11 @@ class Behavior(nn.Module):
         self.retnorm = RunningScale(cfg.retnorm_rate)
         grad = cfg.actor_grad if cfg.actor_grad != "auto" else ("reinforce" if discrete else "dynamics")
         self.dyn_mix = {"reinforce": 0.0, "dynamics": 1.0, "both": float(cfg.actor_grad_mix)}[grad]
-        self.aux_rewards = cfg.aux_rewards if OmegaConf.select(cfg, "aux_rewards.enabled", default=False) else None
+        self.aux_rewards = None  # aux_rewards.*: the shaping terms' scales and distance form, as plain values
+        if OmegaConf.select(cfg, "aux_rewards.enabled", default=False):
+            ar = cfg.aux_rewards
+            self.aux_rewards = {"goal_scale": float(ar.goal_scale), "dist_scale": float(ar.dist_scale),
+                                "shot_scale": float(ar.shot_scale), "dist_form": str(ar.dist_form)}
 
     @property
     def needs_dynamics_grad(self) -> bool:
@@ -142,11 +146,9 @@ class Behavior(nn.Module):
         reward = wm.reward(feat[1:])  # (H, N, 1)
         metrics = {}
         if self.aux_rewards is not None:  # dense shaping; no gradient, so the heads stay fixed features
-            ar = self.aux_rewards
             aux_decay = torch.ones((), device=feat.device) if aux_decay is None else aux_decay
             with torch.no_grad():
-                bonus, terms = aux_reward(wm.aux_heads(feat), ar.goal_scale, ar.dist_scale, ar.shot_scale,
-                                          ar.dist_form, self.gamma)  # (H, N, 1)
+                bonus, terms = aux_reward(wm.aux_heads(feat), gamma=self.gamma, **self.aux_rewards)  # (H, N, 1)
                 bonus = aux_decay * bonus
                 metrics = {"imagination/aux_reward_mean": bonus.mean(), "imagination/aux_reward_std": bonus.std(),
                            "imagination/aux_reward_min": bonus.min(), "imagination/aux_reward_max": bonus.max(),
