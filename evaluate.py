@@ -28,12 +28,15 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run_episode(env, agent, frames: list | None = None):
-    obs, done, ret, t, info = env.reset(), False, 0.0, 0, {}
+def run_episode(env, agent, frames: list | None = None, task: int | None = None):
+    """One episode; `task` is the task id on a multi-task env (and agent)."""
+    obs = env.reset() if task is None else env.reset(task=task)
+    done, ret, t, info = False, 0.0, 0, {}
+    kwargs = {} if task is None else {"task": task}
     while not done:
         if frames is not None:
             frames.append(env.render())
-        obs, reward, done, info = env.step(agent.act(obs, t0=t == 0, eval_mode=True))
+        obs, reward, done, info = env.step(agent.act(obs, t0=t == 0, eval_mode=True, **kwargs))
         ret, t = ret + reward, t + 1
     return ret, t, info
 
@@ -62,7 +65,7 @@ def main(eval_cfg) -> None:
         sys.exit(f"Cannot evaluate: {e}")
     task = eval_cfg.task or cfg.task
     torch.manual_seed(eval_cfg.seed)
-    results = {"checkpoint": str(eval_cfg.checkpoint), "task": task}
+    results = {"checkpoint": str(eval_cfg.checkpoint), "task": task if isinstance(task, str) else list(task)}
 
     def env_for(**overrides):
         run_cfg = OmegaConf.merge(cfg, {"task": task, **overrides})
@@ -70,9 +73,11 @@ def main(eval_cfg) -> None:
         if (env_spec.obs_shape, env_spec.action_dim) != (spec.obs_shape, spec.action_dim):
             sys.exit(f"task={task} has observations {env_spec.obs_shape} / {env_spec.action_dim} actions; the "
                      f"checkpoint was trained on {spec.obs_shape} / {spec.action_dim}")
+        if (spec.multitask or env_spec.multitask) and env_spec.tasks != spec.tasks:
+            sys.exit(f"the checkpoint was trained on tasks {list(spec.tasks)}; evaluate it on those (no task=)")
         return env
 
-    if task in HOCKEY_TASKS:
+    if isinstance(task, str) and task in HOCKEY_TASKS:
         for opponent in ("weak", "strong"):
             env = env_for(hockey={"opponent": opponent, "side": "alternate"})
             outcomes = [run_episode(env, agent)[2].get("winner", 0) for _ in range(eval_cfg.hockey_games)]
@@ -84,6 +89,16 @@ def main(eval_cfg) -> None:
             results[opponent] = row
             print(f"vs {opponent:6s} over {n} games: " + ", ".join(
                 f"{name} {v['rate']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" for name, v in row.items()))
+    elif spec.multitask:  # eval_episodes per task, and the mean over tasks
+        env = env_for()
+        results["tasks"] = {}
+        for i, name in enumerate(spec.tasks):
+            returns = [run_episode(env, agent, task=i)[0] for _ in range(eval_cfg.eval_episodes)]
+            results["tasks"][name] = {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+                                      "returns": returns}
+            print(f"{name}: return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes")
+        results["mean_return"] = float(np.mean([r["mean_return"] for r in results["tasks"].values()]))
+        print(f"mean over {len(spec.tasks)} tasks: {results['mean_return']:.1f}")
     else:
         env = env_for()
         returns = [run_episode(env, agent)[0] for _ in range(eval_cfg.eval_episodes)]
@@ -92,7 +107,7 @@ def main(eval_cfg) -> None:
 
     if eval_cfg.save_video:
         frames = []
-        run_episode(env, agent, frames)
+        run_episode(env, agent, frames, task=0 if spec.multitask else None)  # several tasks: the first one
         results["video"] = str(save_video(frames, out_dir / "episode"))
         print(f"Video: {results['video']}")
     (out_dir / "evaluation.json").write_text(json.dumps(results, indent=2))

@@ -34,9 +34,14 @@ def main(cfg) -> None:
     device = device_of(cfg)
     agent = make_agent(cfg, spec, device)
     counts = agent.parameter_counts()
-    print(f"{cfg.agent} on {cfg.task} ({spec.obs_shape} obs, {spec.action_dim} actions, episode "
-          f"{spec.episode_length} steps, discount {agent.discount:.4f}) on {device}; parameters: "
-          + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if spec.multitask:  # per task: true obs/action dims (padded to the largest), episode length, discount
+        print(f"{cfg.agent} on {len(spec.tasks)} tasks ({spec.obs_shape} obs, {spec.action_dim} actions, padded): "
+              + "; ".join(f"{t} {o} obs, {a} actions, episode {n}, discount {float(d):.4f}" for t, o, a, n, d in
+                          zip(spec.tasks, spec.obs_dims, spec.action_dims, spec.episode_lengths, agent.task_discounts)))
+    else:
+        print(f"{cfg.agent} on {cfg.task} ({spec.obs_shape} obs, {spec.action_dim} actions, episode "
+              f"{spec.episode_length} steps, discount {agent.discount:.4f})", end="")
+    print(f" on {device}; parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     if cfg.trainer == "offline":  # the datasets, checked against each other and the env before anything trains
         from common.config import dataset_paths
         from common.dataset import DatasetError, load_buffer
@@ -77,7 +82,7 @@ def main(cfg) -> None:
     if cfg.trainer == "offline":  # its steps are updates: no curve in the reference format (environment steps)
         print(f"Done: {trainer.step} updates. Run directory {run_dir}")
         return
-    results = Path(hydra.utils.get_original_cwd()) / "results" / "runs" / cfg.task / \
+    results = Path(hydra.utils.get_original_cwd()) / "results" / "runs" / spec.task / \
         f"{cfg.agent}-{cfg.exp_name}-seed{cfg.seed}.csv"
     write_reference_csv(logger.csv("eval").rows(), results, cfg.seed)
     print(f"Done: {trainer.step} steps. Run directory {run_dir}; eval curve {results}")

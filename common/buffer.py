@@ -7,7 +7,8 @@ model learns the resets from `is_first` (DreamerV3 replays fixed-length chunks o
 Each stored step is one observation with what led to it (TD-MPC2's layout):
   obs (*obs_shape), action (A,) the action taken before this obs (zeros at the first step),
   reward (1,) the reward received on arriving here (0 at the first step), terminated (1,),
-  is_first (1,) True at the first step of an episode, episode () the episode id,
+  is_first (1,) True at the first step of an episode, episode () the episode id, task () the task id
+  (multi-task runs only),
   stream () which pass over the storage the step was written in (global step index // capacity): steps of one
   stream are contiguous in time, so a slice inside one stream never joins the newest steps to the oldest ones
   after the storage wraps around.
@@ -107,9 +108,12 @@ class Buffer:
 
 
 def episode_step(obs: torch.Tensor, action: torch.Tensor, reward: float, terminated: bool,
-                 is_first: bool) -> TensorDict:
-    """One step in the buffer's layout (batch size ())."""
-    return TensorDict({"obs": obs, "action": action,
+                 is_first: bool, task: int | None = None) -> TensorDict:
+    """One step in the buffer's layout (batch size ()); multi-task runs add `task` () int64, the task id."""
+    step = TensorDict({"obs": obs, "action": action,
                        "reward": torch.tensor([reward], dtype=torch.float32),
                        "terminated": torch.tensor([float(terminated)]),
                        "is_first": torch.tensor([is_first])}, batch_size=())
+    if task is not None:
+        step["task"] = torch.tensor(task, dtype=torch.int64)
+    return step

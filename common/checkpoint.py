@@ -19,7 +19,8 @@ FORMAT_VERSION = 1
 ARCHITECTURE_KEYS = ("agent", "task", "obs", "num_bins",
                      "latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q", "simnorm_dim", "horizon",  # TD-MPC2
                      "deter", "hidden", "layers", "stoch", "groups", "classes", "latent", "cnn_depth",  # Dreamer
-                     "aux_heads.enabled")  # dotted keys name nested entries
+                     "aux_heads.enabled",  # dotted keys name nested entries
+                     "task_dim")  # multi-task TD-MPC2 only (see load)
 
 
 class CheckpointError(RuntimeError):
@@ -80,6 +81,11 @@ def load(path: Path, cfg=None, map_location="cpu") -> dict:
     if cfg is not None:
         saved = OmegaConf.create(payload["config"])
         pairs = {k: (OmegaConf.select(saved, k), OmegaConf.select(cfg, k)) for k in ARCHITECTURE_KEYS}
+        # the task list (its order gives the task ids) is the architecture: a task set's name equals its list
+        from envs.multitask import task_list
+        pairs["task"] = tuple(None if v is None else task_list(v) for v in pairs["task"])
+        if not all(v is not None and len(v) > 1 for v in pairs["task"]):
+            del pairs["task_dim"]  # one task has no task embedding
         diff = [f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in pairs.items()
                 if a is not None and b is not None and a != b]
         if diff:

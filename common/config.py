@@ -33,6 +33,15 @@ if not OmegaConf.has_resolver("preset"):
     OmegaConf.register_new_resolver("preset", _preset)
 
 
+def _task_label(task) -> str:
+    from envs.multitask import task_label
+    return task_label(task)
+
+
+if not OmegaConf.has_resolver("task_label"):  # run directories: runs/${task_label:${task}}/... (lists readable)
+    OmegaConf.register_new_resolver("task_label", _task_label)
+
+
 class _Rules:
     """Collects broken rules so one run reports all of them at once."""
 
@@ -85,13 +94,17 @@ def validate(cfg: DictConfig) -> DictConfig:
     r = _Rules(cfg)
     r.choice("agent", AGENTS)
     from envs import task_kind
-    try:
-        kind = task_kind(cfg.task)
-    except ValueError as e:
-        r.errors.append(str(e))
-        kind = None
+    from envs.multitask import is_multitask
+    multitask, kind = is_multitask(cfg.task), None
+    if multitask:  # checks every member
+        _validate_multitask(r)
+    else:
+        try:
+            kind = task_kind(cfg.task)
+        except ValueError as e:
+            r.errors.append(str(e))
     r.choice("obs", ("state", "rgb"))
-    if cfg.obs == "rgb":
+    if cfg.obs == "rgb" and not multitask:
         r.check(kind == "dmc", "obs", "pixel observations are available for DeepMind Control tasks only")
     r.positive_int("steps", "eval_freq", "eval_episodes", "checkpoint_freq")
     r.check(_is_int(cfg.seed), "seed", "must be a non-negative integer")
@@ -261,6 +274,43 @@ def _validate_aux(r: _Rules):
                       "+experiment=hockey_dreamer_aux) or both feeds them to it directly")
 
 
+def _validate_multitask(r: _Rules):
+    """Several tasks in one TD-MPC2 agent (`task` a list or a task-set name, envs/multitask.py)."""
+    import gymnasium as gym
+    from envs import task_kind
+    from envs.multitask import TASK_SETS, task_list
+    cfg = r.cfg
+    tasks = task_list(cfg.task)
+    label = cfg.task if isinstance(cfg.task, str) else tasks  # the value shown in messages
+    r.check(len(tasks) >= 2, "task", "multi-task training needs at least 2 tasks (give a single task as a plain "
+                                     f"string); task sets: {', '.join(TASK_SETS)}", label)
+    duplicates = sorted({t for t in tasks if tasks.count(t) > 1})
+    r.check(not duplicates, "task", f"duplicate tasks {duplicates}", label)
+    kinds = {}
+    for task in tasks:
+        try:
+            kinds[task] = task_kind(task)
+        except ValueError as e:
+            r.check(False, "task", f"unknown member {task!r}: {e}", label)
+            continue
+        r.check(kinds[task] != "hockey", "task", f"member {task!r}: hockey tasks cannot be part of a multi-task "
+                                                 "set (a two-player game with its own options)", label)
+        if kinds[task] == "gym":
+            env = gym.make(task[len("gym/"):])
+            r.check(not isinstance(env.action_space, gym.spaces.Discrete), "task",
+                    f"member {task!r} has discrete actions; multi-task TD-MPC2 needs continuous actions", label)
+            env.close()
+    r.check(cfg.obs == "state", "obs", "several tasks need state observations (obs=state)")
+    r.check(cfg.agent == "tdmpc2", "agent", "several tasks need agent=tdmpc2 (Dreamer trains one task)")
+    r.check(cfg.multi_gamma.enabled is not True, "multi_gamma.enabled",
+            "multi-discount heads are single-task only; disable them with several tasks")
+    if cfg.action_repeat == "auto" and len({kinds[t] == "dmc" for t in kinds}) > 1:
+        r.check(False, "action_repeat", "tasks of several kinds have different action repeats (DeepMind Control 2, "
+                                        "Gymnasium 1); set action_repeat=N for all of them")
+    if cfg.agent == "tdmpc2":
+        r.positive_int("task_dim")
+
+
 def validate_for_env(cfg: DictConfig, spec) -> None:
     """Rules that need the environment: action space and the primary discount."""
     r = _Rules(cfg)
@@ -287,11 +337,23 @@ def validate_for_env(cfg: DictConfig, spec) -> None:
 
 
 def primary_discount(cfg: DictConfig, spec) -> float:
-    """The task's discount: `discount` if set, else TD-MPC2's heuristic from the episode length."""
+    """The task's discount: `discount` if set, else TD-MPC2's heuristic from the episode length.
+    Several tasks have one discount each (`task_discounts`), so a multi-task spec is an error here."""
+    if spec.multitask:
+        raise ValueError(f"{spec.task} has several tasks, each with its own discount: use task_discounts")
+    return _discount(cfg, spec.episode_length)
+
+
+def task_discounts(cfg: DictConfig, spec) -> list[float]:
+    """One discount per task of `spec.tasks` (one entry for a single task), each from that task's own episode
+    length with the heuristic (or `discount` for all when set)."""
+    return [_discount(cfg, length) for length in spec.episode_lengths]
+
+
+def _discount(cfg: DictConfig, episode_length: int) -> float:
     if cfg.discount != "auto":
         return float(cfg.discount)
-    return discount_from_episode_length(spec.episode_length, cfg.discount_denom, cfg.discount_min,
-                                        cfg.discount_max)
+    return discount_from_episode_length(episode_length, cfg.discount_denom, cfg.discount_min, cfg.discount_max)
 
 
 def discounts(cfg: DictConfig, spec) -> list[float]:

@@ -2,8 +2,9 @@
 offline training without loading it into memory.
 
 A dataset is a directory:
-  manifest.json   format version, task, obs/action shapes, discrete, episodes, steps, per-episode returns,
-                  lengths and row offsets, the creating run's resolved config and where it came from
+  manifest.json   format version, task, tasks (the task list; multi-task data store a `task` id per step),
+                  obs/action shapes, discrete, episodes, steps, per-episode returns, lengths and row offsets,
+                  the creating run's resolved config and where it came from
   data/           TensorDict.memmap of the stored steps in the buffer's layout (common/buffer.py), oldest
                   first, whole episodes only, `episode` numbered 0..N-1 in order
 
@@ -67,7 +68,8 @@ def write_dataset(steps: TensorDict, start: int, out: Path, *, spec: dict, confi
             for k, v in data.items()}
     del data
     manifest = {
-        "format_version": FORMAT_VERSION, "task": spec["task"], "obs_shape": list(spec["obs_shape"]),
+        "format_version": FORMAT_VERSION, "task": spec["task"], "tasks": list(spec.get("tasks") or [spec["task"]]),
+        "obs_shape": list(spec["obs_shape"]),
         "action_dim": spec["action_dim"], "discrete": spec["discrete"], "action_repeat": spec["action_repeat"],
         "episode_length": spec["episode_length"], "episodic": spec["episodic"],
         "num_episodes": num_episodes, "num_steps": int(lengths.sum()), "num_rows": n,
@@ -181,6 +183,10 @@ def load_buffer(paths: list[str], spec, seq_len: int, batch_size: int, device="c
         if _shapes(m) != env_shapes:
             raise DatasetError(f"dataset {p} ({m['task']}) has {_describe(_shapes(m))}, but task {spec.task} has "
                                f"{_describe(env_shapes)}")
+        tasks = m.get("tasks", [m["task"]])  # multi-task data: its `task` ids must mean the config's tasks
+        if (spec.multitask or len(tasks) > 1) and tasks != list(spec.tasks):
+            raise DatasetError(f"dataset {p} holds tasks {tasks}, but the config trains tasks {list(spec.tasks)} "
+                               "(the same tasks in the same order)")
     datas = []
     for p, m in zip(paths, manifests):
         try:

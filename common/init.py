@@ -4,11 +4,14 @@ import torch.nn as nn
 
 
 def weight_init(module: nn.Module) -> None:
-    """Truncated-normal weights and zero biases for linear layers (TD-MPC2's init)."""
+    """Truncated-normal weights and zero biases for linear layers, small uniform rows for embeddings
+    (TD-MPC2's init)."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.uniform_(module.weight, -0.02, 0.02)
 
 
 @torch.no_grad()

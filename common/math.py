@@ -58,16 +58,24 @@ def log_std(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return low + 0.5 * (high - low) * (torch.tanh(x) + 1)
 
 
-def gaussian_logprob(eps: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-    """Log-density of mean + eps * std under N(mean, std), summed over the last dim: (..., 1)."""
+def gaussian_logprob(eps: torch.Tensor, log_std: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Log-density of mean + eps * std under N(mean, std), summed over the last dim: (..., 1).
+    With `mask` (0/1, broadcastable) only the dims where it is 1 count (a multi-task agent's padded action dims
+    are not part of the task's action space)."""
     residual = -0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+    if mask is not None:
+        residual = residual * mask
     return residual.sum(-1, keepdim=True)
 
 
-def squash(mean: torch.Tensor, action: torch.Tensor, log_prob: torch.Tensor):
-    """Apply tanh to a Gaussian sample and correct its log-probability for the change of variables."""
+def squash(mean: torch.Tensor, action: torch.Tensor, log_prob: torch.Tensor, mask: torch.Tensor | None = None):
+    """Apply tanh to a Gaussian sample and correct its log-probability for the change of variables
+    (over the dims where `mask` is 1, when given)."""
     mean, action = torch.tanh(mean), torch.tanh(action)
-    log_prob = log_prob - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1, keepdim=True)
+    correction = torch.log(F.relu(1 - action.pow(2)) + 1e-6)
+    if mask is not None:
+        correction = correction * mask
+    log_prob = log_prob - correction.sum(-1, keepdim=True)
     return mean, action, log_prob
 
 

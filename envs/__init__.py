@@ -2,7 +2,8 @@
 
 Task names: DeepMind Control `domain-task` (e.g. `cheetah-run`), Gymnasium `gym/<id>`
 (e.g. `gym/Pendulum-v1`), and the air-hockey game `hockey`, `hockey-strong`, `hockey-shooting`,
-`hockey-defense` (options in the `hockey.*` config namespace).
+`hockey-defense` (options in the `hockey.*` config namespace). Several tasks at once (a list, or a task-set
+name such as `mt3-cartpole`) give a padded multi-task env (envs/multitask.py).
 """
 import gymnasium as gym
 
@@ -21,7 +22,7 @@ AUX_TARGET_KEYS = ("aux_goal", "aux_puck_goal_dist", "aux_shot_quality")
 def aux_targets_fn(task: str):
     """The task's auxiliary-target function `(obs (T+1, ...), final_info, goal_horizon) -> {key: (T+1, 1)}`
     for one finished episode, or None when the task provides no targets (only the hockey tasks do)."""
-    if task in HOCKEY_TASKS:
+    if isinstance(task, str) and task in HOCKEY_TASKS:  # a list of tasks (multi-task) never is a hockey task
         from envs.hockey.aux_targets import aux_targets
         return aux_targets
     return None
@@ -46,17 +47,17 @@ def task_kind(task: str) -> str:
                      f"hockey tasks {', '.join(HOCKEY_TASKS)}")
 
 
-def _build_gym_env(cfg, seed: int) -> tuple[gym.Env, str]:
+def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
     from envs.wrappers import RescaleAction
-    kind = task_kind(cfg.task)
+    kind = task_kind(task)
     if kind == "dmc":
         from envs.dmcontrol import DMControlEnv
-        return DMControlEnv(cfg.task, seed, pixels=cfg.obs == "rgb"), kind
+        return DMControlEnv(task, seed, pixels=cfg.obs == "rgb"), kind
     if kind == "gym":
-        env = gym.make(cfg.task[len("gym/"):], render_mode="rgb_array")
+        env = gym.make(task[len("gym/"):], render_mode="rgb_array")
     else:
         from envs.hockey.task import make_hockey_env
-        mode, opponent = HOCKEY_TASKS[cfg.task]
+        mode, opponent = HOCKEY_TASKS[task]
         h = cfg.hockey
         opponent = opponent if h.opponent == "auto" else h.opponent
         opponent_policy = None
@@ -71,17 +72,46 @@ def _build_gym_env(cfg, seed: int) -> tuple[gym.Env, str]:
 
 
 def make_env(cfg, seed: int | None = None):
-    """Build the task named by `cfg.task`; returns (TorchEnv, EnvSpec)."""
-    from envs.wrappers import TorchEnv
+    """Build the task named by `cfg.task`; returns (TorchEnv, EnvSpec). Several tasks (a list or a task-set
+    name, envs/multitask.py) give a MultitaskEnv and a spec with one entry per task."""
+    from envs.multitask import is_multitask
     seed = cfg.seed if seed is None else seed
-    env, kind = _build_gym_env(cfg, seed)
+    if is_multitask(cfg.task):
+        return _make_multitask_env(cfg, seed)
+    return _make_task_env(cfg, cfg.task, seed)
+
+
+def _make_task_env(cfg, task: str, seed: int):
+    from envs.wrappers import TorchEnv
+    env, kind = _build_gym_env(cfg, task, seed)
     action_repeat = cfg.action_repeat if cfg.action_repeat != "auto" else (2 if kind == "dmc" else 1)
     frames = getattr(env.unwrapped, "max_episode_steps", None) or (env.spec.max_episode_steps if env.spec else None)
     if frames is None:
-        raise ValueError(f"task={cfg.task!r} has no time limit; the framework needs one to set the episode length")
+        raise ValueError(f"task={task!r} has no time limit; the framework needs one to set the episode length")
     episodic = cfg.episodic if cfg.episodic != "auto" else kind != "dmc"
     torch_env = TorchEnv(env, action_repeat, seed)
     spec = EnvSpec(obs_shape=tuple(env.observation_space.shape), action_dim=torch_env.action_dim,
                    discrete=torch_env.discrete, episode_length=-(-int(frames) // action_repeat),
-                   action_repeat=action_repeat, episodic=bool(episodic), task=cfg.task)
+                   action_repeat=action_repeat, episodic=bool(episodic), task=task)
     return torch_env, spec
+
+
+def _make_multitask_env(cfg, seed: int):
+    """One env per task (task i seeded with seed + i, so two tasks of one domain do not start alike), padded
+    to the largest observation and action dims. The config check guarantees state observations, continuous
+    actions and one action repeat for all tasks."""
+    from envs.multitask import MultitaskEnv, task_label, task_list
+    built = [_make_task_env(cfg, task, seed + i) for i, task in enumerate(task_list(cfg.task))]
+    specs = [spec for _, spec in built]
+    repeats = {s.action_repeat for s in specs}
+    if len(repeats) > 1 or any(s.discrete or len(s.obs_shape) != 1 for s in specs):
+        raise ValueError(f"task={task_label(cfg.task)}: several tasks need vector observations, continuous actions "
+                         f"and one action repeat (got {[(s.task, s.obs_shape, s.discrete, s.action_repeat) for s in specs]})")
+    obs_dims, action_dims = [s.obs_shape[0] for s in specs], [s.action_dim for s in specs]
+    env = MultitaskEnv([e for e, _ in built], obs_dims, action_dims)
+    spec = EnvSpec(obs_shape=(max(obs_dims),), action_dim=max(action_dims), discrete=False,
+                   episode_length=max(s.episode_length for s in specs), action_repeat=repeats.pop(),
+                   episodic=any(s.episodic for s in specs), task=task_label(cfg.task),
+                   tasks=tuple(s.task for s in specs), obs_dims=tuple(obs_dims), action_dims=tuple(action_dims),
+                   episode_lengths=tuple(s.episode_length for s in specs))
+    return env, spec

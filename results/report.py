@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from envs.multitask import task_label  # a multi-task run's task is a list: group it under its readable name
+
 AUC_GAIN, MAX_OVERHEAD = 0.03, 0.15
 
 
@@ -50,7 +52,7 @@ def load_run(run_dir: Path) -> dict | None:
         f"gammas={mg['gammas']},{mg['head']},w={mg['loss_weight']}" if mg.get("enabled") else "baseline")
     params = json.loads((run_dir / "parameters.json").read_text()) if (run_dir / "parameters.json").exists() else {}
     update_ms = _floats(train, "update_ms")
-    return {"dir": run_dir, "task": cfg["task"], "method": method, "seed": cfg["seed"], "steps": steps,
+    return {"dir": run_dir, "task": task_label(cfg["task"]), "method": method, "seed": cfg["seed"], "steps": steps,
             "returns": returns, "auc": auc, "final": returns[-1], "params": params.get("total", float("nan")),
             "update_ms": statistics.median(update_ms) if update_ms else float("nan"),
             "peak_mb": max(_floats(train, "peak_memory_mb") or [float("nan")]),

@@ -49,9 +49,23 @@ class BaseTrainer:
         print(f"Saved {self.ckpt_path}. Continue with the same command plus resume=true.")
 
     def evaluate(self) -> dict:
+        """`eval_episodes` episodes. With several tasks, `eval_episodes` per task: `episode_reward/<task>` and
+        `episode_reward_std/<task>` per task, and `episode_reward`, `episode_success`, `episode_length` as the
+        mean over tasks (each task counts once, whatever its episode length)."""
+        if not self.spec.multitask:
+            return self._evaluate_episodes()
+        per_task = {name: self._evaluate_episodes(task) for task, name in enumerate(self.spec.tasks)}
+        row = {key: sum(r[key] for r in per_task.values()) / len(per_task)
+               for key in ("episode_reward", "episode_success", "episode_length")}
+        for name, r in per_task.items():
+            row[f"episode_reward/{name}"], row[f"episode_reward_std/{name}"] = r["episode_reward"], \
+                r["episode_reward_std"]
+        return row
+
+    def _evaluate_episodes(self, task: int | None = None) -> dict:
         returns, successes, lengths = [], [], []
         for _ in range(self.cfg.eval_episodes):
-            ret, length, info = self._run_episode(eval_mode=True)
+            ret, length, info = self._run_episode(eval_mode=True, task=task)
             returns.append(ret)
             lengths.append(length)
             successes.append(info.get("success", 0.0))
@@ -60,10 +74,16 @@ class BaseTrainer:
                 if len(t) > 1 else 0.0, "episode_success": sum(successes) / len(successes),
                 "episode_length": sum(lengths) / len(lengths)}
 
-    def _run_episode(self, eval_mode: bool):
-        obs, done, ret, t, info = self.env.reset(), False, 0.0, 0, {}
+    def _task_kwargs(self) -> dict:
+        """With several tasks, {'task': the env's current task id} for agent.act and the buffer; else {}."""
+        return {"task": self.env.task_id} if self.spec.multitask else {}
+
+    def _run_episode(self, eval_mode: bool, task: int | None = None):
+        """One episode; `task` picks the task of a multi-task env (without moving its rotation)."""
+        obs = self.env.reset() if task is None else self.env.reset(task=task)
+        done, ret, t, info = False, 0.0, 0, {}
         while not done:
-            action = self.agent.act(obs, t0=t == 0, eval_mode=eval_mode)
+            action = self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, **self._task_kwargs())
             obs, reward, done, info = self.env.step(action)
             ret, t = ret + reward, t + 1
         return ret, t, info

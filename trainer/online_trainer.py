@@ -45,6 +45,8 @@ class OnlineTrainer(BaseTrainer):
         self._next_eval, self._next_ckpt = state["next_eval"], state["next_ckpt"]
         self._outcomes.extend(state["outcomes"])
         self._elapsed = state["elapsed"]
+        if self.spec.multitask:  # the round-robin task rotation: training episode k plays task k mod num_tasks
+            self.env.next_task = self.episode % len(self.spec.tasks)
 
     def checkpoint_buffer(self):
         return self.buffer if self.cfg.save_buffer else None
@@ -97,15 +99,16 @@ class OnlineTrainer(BaseTrainer):
         agent = self.agent
         self._episode_start = self.step
         obs = self.env.reset()
-        steps = [episode_step(obs, torch.zeros(self.spec.action_dim), 0.0, False, True)]
+        task = self._task_kwargs()  # several tasks: {'task': id}, stored with every step
+        steps = [episode_step(obs, torch.zeros(self.spec.action_dim), 0.0, False, True, **task)]
         done, ret, info, sums, count = False, 0.0, {}, {}, 0
         while not done:
             if self.step < self.seed_steps:
                 action = self.env.rand_act()
             else:
-                action = agent.act(obs, t0=len(steps) == 1)
+                action = agent.act(obs, t0=len(steps) == 1, **task)
             obs, reward, done, info = self.env.step(action)
-            steps.append(episode_step(obs, action, reward, info["terminated"], False))
+            steps.append(episode_step(obs, action, reward, info["terminated"], False, **task))
             ret += reward
             self.step += self.spec.action_repeat
             progress.update(self.spec.action_repeat)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from common import math
-from common.config import discounts
+from common.config import discounts, task_discounts
 from common.scale import RunningScale
 from src.heads.aux_task import replayed_targets
 from src.tdmpc2.world_model import WorldModel
@@ -13,18 +13,27 @@ class TDMPC2:
     """act(obs, t0, eval_mode) -> action in [-1, 1]; update(batch) -> metrics; state_dict/load_state_dict.
 
     Auxiliary multi-discount value heads (multi_gamma.*) join the world-model loss when configured.
+    Several tasks (`spec.multitask`): `act(..., task=i)` and batches with a `task` field; each task has its own
+    discount (from its episode length) in the TD targets and in planning, and the planner's samples are zero on
+    the task's padded action dims. Multi-discount heads are single-task only (`discounts` is then empty).
     """
 
     sequences_cross_episodes = False  # the latent rollout and TD targets assume one episode per slice
 
     def __init__(self, cfg, spec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.discounts = discounts(cfg, spec)  # [primary, auxiliary...]
-        self.discount = self.discounts[0]
+        self.task_discounts = None  # several tasks: (num_tasks,), indexed by task id
+        if spec.multitask:
+            self.discounts, self.discount = [], None
+            self.task_discounts = torch.tensor(task_discounts(cfg, spec), device=device)
+        else:
+            self.discounts = discounts(cfg, spec)  # [primary, auxiliary...]
+            self.discount = self.discounts[0]
         self.model = WorldModel(cfg, spec, self.discounts).to(device)
         m = self.model
         world_params = [p for mod in (m.dynamics, m.reward_head, m.termination_head, m.q_ensemble,
-                                      m.multi_gamma_head, m.aux_heads) if mod is not None for p in mod.parameters()]
+                                      m.multi_gamma_head, m.aux_heads, m.task_emb)
+                        if mod is not None for p in mod.parameters()]
         self.optim = torch.optim.Adam([
             {"params": m.encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
             {"params": world_params}], lr=cfg.lr)
@@ -43,42 +52,50 @@ class TDMPC2:
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, t0: bool = False, eval_mode: bool = False) -> torch.Tensor:
-        """Action (action_dim,) for one observation; `t0` marks the first step of an episode."""
+    def act(self, obs: torch.Tensor, t0: bool = False, eval_mode: bool = False, task: int | None = None
+            ) -> torch.Tensor:
+        """Action (action_dim,) for one observation; `t0` marks the first step of an episode; `task` is the
+        task id with several tasks (the action is zero on that task's padded dims)."""
         self.model.eval()
         obs = obs.to(self.device, non_blocking=True).unsqueeze(0)
+        task = None if task is None else torch.tensor(task, device=self.device)  # 0-d: one task for all rows
         if self.cfg.mpc:
-            action = self._plan_fn(obs, torch.tensor(t0, device=self.device), eval_mode)
+            action = self._plan_fn(obs, torch.tensor(t0, device=self.device), eval_mode, task)
         else:
-            action, info = self.model.pi(self.model.encode(obs))
+            action, info = self.model.pi(self.model.encode(obs, task), task)
             action = info["mean"] if eval_mode else action
         return action.reshape(-1).cpu()
 
-    def _estimate_value(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def _estimate_value(self, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None = None
+                        ) -> torch.Tensor:
         """Discounted return of each action sequence (H, N, A) from latent z (N, latent): (N, 1)."""
+        m = self.model
+        gamma = self.discount if task is None else self.task_discounts[task]
         ret, discount = torch.zeros(z.shape[0], 1, device=z.device), 1.0
         alive = torch.ones_like(ret)
         for t in range(self.cfg.horizon):
-            reward = self.model.two_hot.decode(self.model.reward(z, actions[t]))
-            z = self.model.next(z, actions[t])
+            reward = m.two_hot.decode(m.reward(z, actions[t], task))
+            z = m.next(z, actions[t], task)
             ret = ret + discount * alive * reward
-            discount *= self.discount
+            discount *= gamma
             if self.spec.episodic:
-                alive = alive * (self.model.termination(z) <= 0).float()  # P(terminated) > 0.5 ends the rollout
-        action, _ = self.model.pi(z)
-        return ret + discount * alive * self.model.Q(z, action, return_type="avg")
+                alive = alive * (m.termination(z, task) <= 0).float()  # P(terminated) > 0.5 ends the rollout
+        action, _ = m.pi(z, task)
+        return ret + discount * alive * m.Q(z, action, return_type="avg", task=task)
 
-    def _plan(self, obs: torch.Tensor, t0: torch.Tensor, eval_mode: bool) -> torch.Tensor:
+    def _plan(self, obs: torch.Tensor, t0: torch.Tensor, eval_mode: bool, task: torch.Tensor | None = None
+              ) -> torch.Tensor:
         cfg, A = self.cfg, self.spec.action_dim
         H, N, P = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
-        z = self.model.encode(obs)  # (1, latent)
+        mask = self.model.action_mask(task)  # (A,): 0 on the task's padded action dims; None with one task
+        z = self.model.encode(obs, task)  # (1, latent)
         actions = torch.empty(H, N, A, device=self.device)
         if P > 0:  # trajectories of the policy prior join the population
             _z = z.expand(P, -1)
             for t in range(H):
-                actions[t, :P], _ = self.model.pi(_z)
+                actions[t, :P], _ = self.model.pi(_z, task)
                 if t < H - 1:
-                    _z = self.model.next(_z, actions[t, :P])
+                    _z = self.model.next(_z, actions[t, :P], task)
         z = z.expand(N, -1)
         # warm start: the previous plan shifted by one step, unless this is the episode's first step
         shifted = torch.cat([self._prev_mean[1:], torch.zeros_like(self._prev_mean[:1])])
@@ -87,13 +104,17 @@ class TDMPC2:
         noise = torch.randn(cfg.iterations, H, N - P, A, device=self.device)
         for i in range(cfg.iterations):
             actions[:, P:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise[i]).clamp(-1, 1)
-            value = self._estimate_value(z, actions).nan_to_num(0).squeeze(1)  # (N,)
+            if mask is not None:  # the Gaussian samples never move the task's padded action dims
+                actions[:, P:] = actions[:, P:] * mask
+            value = self._estimate_value(z, actions, task).nan_to_num(0).squeeze(1)  # (N,)
             elite_value, elite_idx = torch.topk(value, cfg.num_elites)
             elite_actions = actions[:, elite_idx]  # (H, E, A)
             score = torch.softmax(cfg.temperature * elite_value, 0)  # (E,), exp(temp * (v - max)) normalised
             mean = torch.einsum("e,hea->ha", score, elite_actions)
             std = torch.einsum("e,hea->ha", score, (elite_actions - mean.unsqueeze(1)).pow(2)).sqrt()
             std = std.clamp(cfg.min_std, cfg.max_std)
+            if mask is not None:  # nor does the exploration noise added below
+                std = std * mask
         # execute one elite sequence drawn by score, not the mean (keeps multi-modal plans coherent)
         chosen = elite_actions[:, math.gumbel_softmax_sample(score)].squeeze(1)  # (H, A)
         action = chosen[0]
@@ -112,32 +133,34 @@ class TDMPC2:
         aux_targets = None
         if self.model.aux_heads is not None:  # targets of the steps whose latents the heads read: 0..T-1
             aux_targets = {k: v[:-1] for k, v in replayed_targets(batch).items()}  # each (T, B, 1)
+        task = batch["task"][0] if self.spec.multitask else None  # (B,): one task per slice
         if self.cfg.compile:
             torch.compiler.cudagraph_mark_step_begin()
-        metrics = self._update_fn(obs, action, reward, terminated, aux_targets)
+        metrics = self._update_fn(obs, action, reward, terminated, aux_targets, task)
         return {k: v.detach() for k, v in metrics.items()}
 
-    def _update(self, obs, action, reward, terminated, aux_targets=None) -> dict:
+    def _update(self, obs, action, reward, terminated, aux_targets=None, task=None) -> dict:
         cfg, m = self.cfg, self.model
         T = cfg.horizon
         with torch.no_grad():
-            next_z = m.encode(obs[1:])  # (T, B, latent)
-            next_action, _ = m.pi(next_z)
-            bootstrap = m.Q(next_z, next_action, return_type="min", target=True)  # (T, B, 1)
-            td_target = reward + self.discount * (1 - terminated) * bootstrap
+            next_z = m.encode(obs[1:], task)  # (T, B, latent)
+            next_action, _ = m.pi(next_z, task)
+            bootstrap = m.Q(next_z, next_action, return_type="min", target=True, task=task)  # (T, B, 1)
+            discount = self.discount if task is None else self.task_discounts[task].unsqueeze(-1)  # (B, 1)
+            td_target = reward + discount * (1 - terminated) * bootstrap
 
         m.train()
-        zs = self._rollout(obs[0], action)  # (T+1, B, latent)
+        zs = self._rollout(obs[0], action, task)  # (T+1, B, latent)
         consistency_loss = ((zs[1:] - next_z).pow(2).mean((1, 2)) * self._rho).sum()
         _zs = zs[:-1]
-        q_logits = m.Q(_zs, action, return_type="all")  # (num_q, T, B, num_bins)
-        reward_ce = m.two_hot.ce(m.reward(_zs, action), reward)  # (T, B, 1)
+        q_logits = m.Q(_zs, action, return_type="all", task=task)  # (num_q, T, B, num_bins)
+        reward_ce = m.two_hot.ce(m.reward(_zs, action, task), reward)  # (T, B, 1)
         value_ce = m.two_hot.ce(q_logits, td_target.unsqueeze(0))  # (num_q, T, B, 1)
         consistency_loss = consistency_loss / T
         reward_loss = (reward_ce.mean((1, 2)) * self._rho).sum() / T
         value_loss = (value_ce.mean((2, 3)) * self._rho).sum() / (T * cfg.num_q)
         if m.termination_head is not None:
-            termination_loss = F.binary_cross_entropy_with_logits(m.termination(zs[1:]), terminated)
+            termination_loss = F.binary_cross_entropy_with_logits(m.termination(zs[1:], task), terminated)
         else:
             termination_loss = torch.zeros((), device=obs.device)
         total = (cfg.consistency_coef * consistency_loss + cfg.reward_coef * reward_loss
@@ -159,18 +182,19 @@ class TDMPC2:
         self.optim.step()
         self.optim.zero_grad(set_to_none=True)
 
-        metrics["pi_loss"], metrics["pi_entropy"] = self._update_pi(zs.detach())
+        metrics["pi_loss"], metrics["pi_entropy"] = self._update_pi(zs.detach(), task)
         m.update_target_q(cfg.tau)
         metrics["total_loss"] = total.detach()
         metrics["pi_scale"] = self.scale.value.clone()
         return metrics
 
-    def _rollout(self, z0_obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def _rollout(self, z0_obs: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None
+                 ) -> torch.Tensor:
         """Latents (T+1, B, latent): the encoded first observation, then the dynamics under `action`."""
-        z = self.model.encode(z0_obs)
+        z = self.model.encode(z0_obs, task)
         zs = [z]
         for t in range(action.shape[0]):
-            z = self.model.next(z, action[t])
+            z = self.model.next(z, action[t], task)
             zs.append(z)
         return torch.stack(zs)
 
@@ -221,10 +245,10 @@ class TDMPC2:
                     "top2_probs": top_p[i, :, b].tolist(), "ce_per_step": ce[i, :, b, 0].tolist()})
         return records
 
-    def _update_pi(self, zs: torch.Tensor):
+    def _update_pi(self, zs: torch.Tensor, task: torch.Tensor | None = None):
         """Policy prior: maximise scaled Q (detached Q weights) plus entropy, weighted by rho**t."""
-        action, info = self.model.pi(zs)
-        q = self.model.Q(zs, action, return_type="avg", detach=True)  # (T+1, B, 1)
+        action, info = self.model.pi(zs, task)
+        q = self.model.Q(zs, action, return_type="avg", detach=True, task=task)  # (T+1, B, 1)
         self.scale.update(q[0])
         q = self.scale(q)
         rho = self.cfg.rho ** torch.arange(len(q), device=q.device, dtype=q.dtype)
@@ -240,9 +264,18 @@ class TDMPC2:
         return {"model": self.model.state_dict(), "optim": self.optim.state_dict(),
                 "pi_optim": self.pi_optim.state_dict(), "scale": self.scale.state_dict(),
                 "multi_gamma": {"discounts": self.discounts[1:], "head": self.cfg.multi_gamma.head
-                                if self.model.multi_gamma_head is not None else None}}
+                                if self.model.multi_gamma_head is not None else None},
+                "tasks": list(self.spec.tasks)}
+
+    def _check_tasks(self, state: dict) -> None:
+        """Task ids index the task embedding: a state of another task list (or order) must not load."""
+        saved = state.get("tasks", list(self.spec.tasks))  # older checkpoints: single-task
+        if (len(saved) > 1 or self.spec.multitask) and saved != list(self.spec.tasks):
+            raise ValueError(f"checkpoint was trained on tasks {saved} but this agent has tasks "
+                             f"{list(self.spec.tasks)} (the task list and its order belong to the architecture)")
 
     def load_state_dict(self, state: dict) -> None:
+        self._check_tasks(state)
         saved = state.get("multi_gamma") or {"discounts": [], "head": None}  # older checkpoints: no heads
         mine = self.state_dict()["multi_gamma"]
         if [round(g, 9) for g in saved["discounts"]] != [round(g, 9) for g in mine["discounts"]]:
@@ -256,9 +289,10 @@ class TDMPC2:
 
     def policy_state(self) -> dict:
         """What is needed to act (for opponents): the model weights, no optimisers."""
-        return {"model": self.model.state_dict()}
+        return {"model": self.model.state_dict(), "tasks": list(self.spec.tasks)}
 
     def load_policy_state(self, state: dict) -> None:
+        self._check_tasks(state)
         self.model.load_state_dict(state["model"])
 
     def parameter_counts(self) -> dict:
@@ -266,7 +300,7 @@ class TDMPC2:
         m = self.model
         parts = {"encoder": m.encoder, "dynamics": m.dynamics, "reward": m.reward_head,
                  "termination": m.termination_head, "policy_prior": m.policy_prior, "q_ensemble": m.q_ensemble,
-                 "multi_gamma_heads": m.multi_gamma_head, "aux_heads": m.aux_heads}
+                 "multi_gamma_heads": m.multi_gamma_head, "aux_heads": m.aux_heads, "task_embedding": m.task_emb}
         counts = {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items() if v is not None}
         counts["total"] = sum(counts.values())
         return counts

@@ -16,21 +16,34 @@ class WorldModel(nn.Module):
 
     `discounts` = [primary, auxiliary...]: auxiliary value heads are built only when there is more than one.
     `aux_heads` (aux_heads.enabled): goal / puck-distance / shot-quality heads on the latent (src/heads/aux_task.py).
+
+    Several tasks (`spec.multitask`): a learnable embedding per task (`task_dim`, rows kept within norm 1) is
+    appended to the input of every network (encoder, dynamics, reward, termination, policy prior, Q), and every
+    verb takes the task ids `task` ((B,) or a 0-d tensor). Actions are padded to the largest task's dims; the
+    policy prior's mean, noise and log-probability are masked to the task's own dims (`action_masks`), so its
+    padded dims are exactly 0. With one task there is no embedding and `task` is ignored.
     """
 
     def __init__(self, cfg, spec, discounts: list[float]):
         super().__init__()
         latent, action_dim, mlp_dim = cfg.latent_dim, spec.action_dim, cfg.mlp_dim
+        task_dim = cfg.task_dim if spec.multitask else 0
+        self.task_emb = None
+        if spec.multitask:
+            self.task_emb = nn.Embedding(len(spec.tasks), task_dim, max_norm=1)
+            dims = torch.tensor(spec.action_dims).unsqueeze(1)  # (num_tasks, 1)
+            self.register_buffer("action_masks", (torch.arange(action_dim) < dims).float())  # (num_tasks, A)
         if len(spec.obs_shape) == 3:
             self.encoder = conv_encoder(spec.obs_shape, cfg.num_channels, latent, SimNorm(cfg.simnorm_dim))
         else:
-            self.encoder = mlp(spec.obs_shape[0], max(cfg.num_enc_layers - 1, 1) * [cfg.enc_dim], latent,
+            self.encoder = mlp(spec.obs_shape[0] + task_dim, max(cfg.num_enc_layers - 1, 1) * [cfg.enc_dim], latent,
                                out_act=SimNorm(cfg.simnorm_dim))
-        self.dynamics = mlp(latent + action_dim, 2 * [mlp_dim], latent, out_act=SimNorm(cfg.simnorm_dim))
-        self.reward_head = mlp(latent + action_dim, 2 * [mlp_dim], cfg.num_bins)
-        self.termination_head = mlp(latent, 2 * [mlp_dim], 1) if spec.episodic else None
-        self.policy_prior = mlp(latent, 2 * [mlp_dim], 2 * action_dim)
-        self.q_ensemble = EnsembleMLP(cfg.num_q, latent + action_dim, 2 * [mlp_dim], cfg.num_bins, cfg.dropout)
+        z_dim = latent + task_dim  # what the heads read: the latent and, with several tasks, the task embedding
+        self.dynamics = mlp(z_dim + action_dim, 2 * [mlp_dim], latent, out_act=SimNorm(cfg.simnorm_dim))
+        self.reward_head = mlp(z_dim + action_dim, 2 * [mlp_dim], cfg.num_bins)
+        self.termination_head = mlp(z_dim, 2 * [mlp_dim], 1) if spec.episodic else None
+        self.policy_prior = mlp(z_dim, 2 * [mlp_dim], 2 * action_dim)
+        self.q_ensemble = EnsembleMLP(cfg.num_q, z_dim + action_dim, 2 * [mlp_dim], cfg.num_bins, cfg.dropout)
         self.multi_gamma_head = None
         if len(discounts) > 1:
             from src.heads.multi_gamma import MultiGammaHead
@@ -50,39 +63,62 @@ class WorldModel(nn.Module):
         self.target_q.train(False)  # the target never uses dropout
         return self
 
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+    def with_task(self, x: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """x (..., d) -> (..., d + task_dim) with each sample's task embedding appended; x itself with one task.
+        `task` is (B,) for x (..., B, d) or 0-d for one task shared by all rows."""
+        if self.task_emb is None:
+            return x
+        if task is None:
+            raise ValueError("this world model has several tasks: pass the task ids (task=...)")
+        emb = self.task_emb(task)  # (B, task_dim) or (task_dim,)
+        return torch.cat([x, emb.expand(*x.shape[:-1], -1)], -1)
+
+    def action_mask(self, task: torch.Tensor | None) -> torch.Tensor | None:
+        """1 on the task's own action dims, 0 on the padded ones: (B, A) or (A,); None with one task."""
+        return None if self.task_emb is None else self.action_masks[task]
+
+    def encode(self, obs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         if obs.dim() == 5:  # pixels (T, B, C, H, W): the conv encoder takes (N, C, H, W)
             return self.encoder(obs.flatten(0, 1)).unflatten(0, obs.shape[:2])
-        return self.encoder(obs)
+        return self.encoder(self.with_task(obs, task))
 
-    def next(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.dynamics(torch.cat([z, action], -1))
+    def next(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.dynamics(torch.cat([self.with_task(z, task), action], -1))
 
-    def reward(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def reward(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """Reward logits (..., num_bins)."""
-        return self.reward_head(torch.cat([z, action], -1))
+        return self.reward_head(torch.cat([self.with_task(z, task), action], -1))
 
-    def termination(self, z: torch.Tensor) -> torch.Tensor:
+    def termination(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """Termination logits (..., 1)."""
-        return self.termination_head(z)
+        return self.termination_head(self.with_task(z, task))
 
-    def pi(self, z: torch.Tensor):
-        """Sample from the tanh-squashed Gaussian policy prior: (action, info with mean, log_std, entropy)."""
-        mean, log_std = self.policy_prior(z).chunk(2, dim=-1)
+    def pi(self, z: torch.Tensor, task: torch.Tensor | None = None):
+        """Sample from the tanh-squashed Gaussian policy prior: (action, info with mean, log_std, entropy).
+
+        With several tasks the mean and the noise are zero on the task's padded action dims (so are the sampled
+        action and the mean there) and the log-probability sums over the task's own dims only: the entropy
+        term of a task with d action dims is what a single-task agent on that task would use. (The official
+        code instead multiplies a log-probability over all padded dims by d; our single-task entropy is not
+        scaled by the action dim, and the multi-task one follows it.)"""
+        mean, log_std = self.policy_prior(self.with_task(z, task)).chunk(2, dim=-1)
         log_std = math.log_std(log_std, self.log_std_min, self.log_std_max)
         eps = torch.randn_like(mean)
-        log_prob = math.gaussian_logprob(eps, log_std)
-        mean, action, log_prob = math.squash(mean, mean + eps * log_std.exp(), log_prob)
+        mask = self.action_mask(task)
+        if mask is not None:
+            mean, eps = mean * mask, eps * mask
+        log_prob = math.gaussian_logprob(eps, log_std, mask)
+        mean, action, log_prob = math.squash(mean, mean + eps * log_std.exp(), log_prob, mask)
         return action, {"mean": mean, "log_std": log_std, "entropy": -log_prob}
 
     def Q(self, z: torch.Tensor, action: torch.Tensor, return_type: str = "all", target: bool = False,
-          detach: bool = False) -> torch.Tensor:
+          detach: bool = False, task: torch.Tensor | None = None) -> torch.Tensor:
         """'all': logits (num_q, ..., num_bins); 'min'/'avg': value (..., 1) of two random members.
 
         `detach` evaluates the online ensemble with gradient-free weights (policy loss: gradients reach
         the action, not the Q-networks); `target` uses the Polyak-averaged copy.
         """
-        za = torch.cat([z, action], -1)
+        za = torch.cat([self.with_task(z, task), action], -1)
         net = self.target_q if target else self.q_ensemble
         if return_type == "all":
             return net(za, detach=detach)

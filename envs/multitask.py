@@ -1,0 +1,89 @@
+"""Several tasks behind one environment interface, for one multi-task TD-MPC2 agent.
+
+`MultitaskEnv` owns one `TorchEnv` per task. Observations are zero-padded to the largest observation dim and
+actions to the largest action dim: the agent always sees and emits vectors of the padded sizes, and the env
+slices an action to its task's own dims before stepping. Each `reset()` moves to the next task in a fixed
+round-robin order (task 0, 1, ..., n-1, 0, ...): every task gets the same share of the data, and the order is
+reproducible without an RNG (the online trainer restores the position on resume: episode k plays task k mod n).
+`reset(task=i)` plays task i without moving the rotation (evaluation). `task_id` is the current task.
+
+Task sets are named lists of tasks, defined once here: `task=mt3-cartpole` is the same as
+`task=[cartpole-balance,cartpole-swingup,pendulum-swingup]`.
+"""
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+TASK_SETS = {
+    # one body and a related pendulum; all 1-D actions, observations 5 and 3
+    "mt3-cartpole": ("cartpole-balance", "cartpole-swingup", "pendulum-swingup"),
+    # planar reaching and spinning with 2-D actions; observations 6, 6, 4 and 9
+    "mt4-reach": ("reacher-easy", "reacher-hard", "point-mass-easy", "finger-spin"),
+    # legged locomotion; observations 24, 24, 17, 15 and actions 6, 6, 6, 4 (hopper's are padded)
+    "mt4-locomotion": ("walker-stand", "walker-walk", "cheetah-run", "hopper-stand"),
+}
+
+
+def task_list(task) -> list[str]:
+    """The tasks a `task` config value names: a task set's members, a list's entries, or the one task."""
+    if isinstance(task, str):
+        return list(TASK_SETS.get(task, (task,)))
+    return [str(t) for t in task]
+
+
+def is_multitask(task) -> bool:
+    """True when `task` is a list or a task-set name (also a list of fewer than two tasks: the config check
+    reports that)."""
+    if isinstance(task, str):
+        return task in TASK_SETS
+    return isinstance(task, Sequence)
+
+
+def task_label(task) -> str:
+    """A readable, path-safe name for a `task` value (run directories, results, messages): the task itself,
+    a task set's name, or a list's names joined by '+' with '/' replaced by '-' (gym/Pendulum-v1 -> gym-Pendulum-v1)."""
+    if isinstance(task, str):
+        return task
+    return "+".join(str(t).replace("/", "-") for t in task)
+
+
+class MultitaskEnv:
+    """`reset(task=None) -> obs`, `step(action) -> (obs, reward, done, info)`, `rand_act()`, `render()`,
+    `task_id`, like `envs.wrappers.TorchEnv`, over several tasks (see the module docstring)."""
+
+    def __init__(self, envs: list, obs_dims: list[int], action_dims: list[int]):
+        self.envs, self.obs_dims, self.action_dims = envs, list(obs_dims), list(action_dims)
+        self.obs_dim, self.action_dim = max(obs_dims), max(action_dims)
+        self.discrete = False
+        self.task_id = 0
+        self.next_task = 0  # the round-robin position: the task the next plain reset() plays
+
+    @property
+    def env(self):
+        """The current task's TorchEnv."""
+        return self.envs[self.task_id]
+
+    def reset(self, task: int | None = None) -> torch.Tensor:
+        if task is None:
+            task, self.next_task = self.next_task, (self.next_task + 1) % len(self.envs)
+        self.task_id = task
+        return self._pad_obs(self.env.reset())
+
+    def step(self, action: torch.Tensor):
+        obs, reward, done, info = self.env.step(action[: self.action_dims[self.task_id]])
+        return self._pad_obs(obs), reward, done, info
+
+    def rand_act(self) -> torch.Tensor:
+        """A uniform random action of the current task, zero on the padded dims."""
+        return F.pad(self.env.rand_act(), (0, self.action_dim - self.action_dims[self.task_id]))
+
+    def _pad_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        return F.pad(obs, (0, self.obs_dim - obs.shape[-1]))  # (obs_dim,), zeros after the task's own dims
+
+    def render(self):
+        return self.env.render()
+
+    def close(self):
+        for env in self.envs:
+            env.close()
