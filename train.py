@@ -35,13 +35,13 @@ def main(cfg) -> None:
     agent = make_agent(cfg, spec, device)
     counts = agent.parameter_counts()
     if spec.multitask:  # per task: true obs/action dims (padded to the largest), episode length, discount
-        print(f"{cfg.agent} on {len(spec.tasks)} tasks ({spec.obs_shape} obs, {spec.action_dim} actions, padded): "
-              + "; ".join(f"{t} {o} obs, {a} actions, episode {n}, discount {float(d):.4f}" for t, o, a, n, d in
-                          zip(spec.tasks, spec.obs_dims, spec.action_dims, spec.episode_lengths, agent.task_discounts)))
+        what = f"{len(spec.tasks)} tasks ({spec.obs_shape} obs, {spec.action_dim} actions, padded: " + "; ".join(
+            f"{t} {o} obs, {a} actions, episode {n}, discount {float(d):.4f}" for t, o, a, n, d in
+            zip(spec.tasks, spec.obs_dims, spec.action_dims, spec.episode_lengths, agent.task_discounts)) + ")"
     else:
-        print(f"{cfg.agent} on {cfg.task} ({spec.obs_shape} obs, {spec.action_dim} actions, episode "
-              f"{spec.episode_length} steps, discount {agent.discount:.4f})", end="")
-    print(f" on {device}; parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        what = (f"{cfg.task} ({spec.obs_shape} obs, {spec.action_dim} actions, episode {spec.episode_length} steps, "
+                f"discount {agent.discount:.4f})")
+    print(f"{cfg.agent} on {what} on {device}; parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     if cfg.trainer == "offline":  # the datasets, checked against each other and the env before anything trains
         from common.config import dataset_paths
         from common.dataset import DatasetError, load_buffer

@@ -105,8 +105,9 @@ def _make_multitask_env(cfg, seed: int):
     specs = [spec for _, spec in built]
     repeats = {s.action_repeat for s in specs}
     if len(repeats) > 1 or any(s.discrete or len(s.obs_shape) != 1 for s in specs):
+        got = [(s.task, s.obs_shape, s.discrete, s.action_repeat) for s in specs]
         raise ValueError(f"task={task_label(cfg.task)}: several tasks need vector observations, continuous actions "
-                         f"and one action repeat (got {[(s.task, s.obs_shape, s.discrete, s.action_repeat) for s in specs]})")
+                         f"and one action repeat (got (task, obs_shape, discrete, action_repeat) {got})")
     obs_dims, action_dims = [s.obs_shape[0] for s in specs], [s.action_dim for s in specs]
     env = MultitaskEnv([e for e, _ in built], obs_dims, action_dims)
     spec = EnvSpec(obs_shape=(max(obs_dims),), action_dim=max(action_dims), discrete=False,

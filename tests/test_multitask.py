@@ -359,5 +359,22 @@ def test_two_task_training_run_logs_per_task_evaluation(tmp_path):
     payload = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
     assert payload["agent"]["tasks"] == ["gym/Pendulum-v1", "gym/Reacher-v5"]
     assert tuple(payload["spec"]["action_dims"]) == (1, 2)
-    steps = Path(checkpoint.buffer_path(run_dir / "checkpoints" / "latest.pt", payload))
-    assert steps.is_dir()
+    assert Path(checkpoint.buffer_path(run_dir / "checkpoints" / "latest.pt", payload)).is_dir()
+
+
+def test_evaluate_reports_each_task_of_a_multitask_checkpoint(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from common import checkpoint
+    from tests.conftest import ROOT
+    cfg, env, spec, agent = _build(TWO, "mpc=false")  # an untrained agent is enough to check the bookkeeping
+    path = tmp_path / "latest.pt"
+    checkpoint.save(path, cfg, spec, agent, {"step": 0})
+    ev = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"checkpoint={path}", "eval_episodes=2",
+                         "threads=1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    result = json.loads(next((tmp_path / "runs" / "evaluate").glob("*/evaluation.json")).read_text())
+    assert result["task"] == ["gym/Pendulum-v1", "gym/Reacher-v5"]
+    assert [len(result["tasks"][t]["returns"]) for t in result["task"]] == [2, 2]
+    assert result["mean_return"] == pytest.approx(sum(t["mean_return"] for t in result["tasks"].values()) / 2)
