@@ -51,6 +51,8 @@ def test_task_sets_lists_and_labels():
     assert task_label("mt3-cartpole") == "mt3-cartpole"
     assert task_label(["gym/Pendulum-v1", "cartpole-balance"]) == "gym-Pendulum-v1+cartpole-balance"
     assert all(len(set(tasks)) == len(tasks) >= 2 for tasks in TASK_SETS.values())
+    from envs import task_kind
+    assert all(task_kind(t) == "dmc" for tasks in TASK_SETS.values() for t in tasks)  # every member exists
 
 
 def test_single_task_spec_fills_the_per_task_fields():
