@@ -42,7 +42,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: Path, cfg, spec, agent, trainer_state: dict, buffer=None) -> None:
+def save(path: Path, cfg, spec, agent, trainer_state: dict, buffer=None, policy_only: bool = False) -> None:
+    """`policy_only`: only what acting needs (`agent.policy_state()`, e.g. self-play snapshots); such a file
+    serves evaluation and opponents (src/policy.py), not resuming."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer_dir = None
@@ -54,7 +56,8 @@ def save(path: Path, cfg, spec, agent, trainer_state: dict, buffer=None) -> None
         shutil.rmtree(path.parent / buffer_dir, ignore_errors=True)
         tmp_dir.rename(path.parent / buffer_dir)
     payload = {"format_version": FORMAT_VERSION, "config": OmegaConf.to_container(cfg, resolve=True),
-               "spec": dataclasses.asdict(spec), "agent": agent.state_dict(), "trainer": trainer_state, "rng": rng_state(),
+               "spec": dataclasses.asdict(spec), "agent": agent.policy_state() if policy_only else agent.state_dict(),
+               "policy_only": policy_only, "trainer": trainer_state, "rng": rng_state(),
                "buffer_dir": buffer_dir, "buffer_state": buffer.state_dict() if buffer is not None else None}
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)

@@ -128,7 +128,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         r.check(isinstance(cfg.logger[key], bool), f"logger.{key}", "must be true or false")
     r.positive_int("logger.log_freq")
     if kind == "hockey":
-        r.choice("hockey.opponent", ("auto", "weak", "strong", "none", "checkpoint"))
+        r.choice("hockey.opponent", ("auto", "weak", "strong", "none", "checkpoint", "selfplay"))
         r.choice("hockey.mode", ("auto", "normal", "shooting", "defense"))
         r.choice("hockey.reward", ("sparse", "shaped"))
         r.choice("hockey.side", ("alternate", "left"))
@@ -141,6 +141,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         _validate_dreamer(r)
     _validate_multi_gamma(r)
     _validate_aux(r)
+    _validate_selfplay(r)
     r.raise_if_any()
     OmegaConf.set_readonly(cfg, True)
     return cfg
@@ -238,6 +239,48 @@ def _validate_multi_gamma(r: _Rules):
     r.check(len(set(numeric)) == len(numeric), "multi_gamma.gammas", "duplicate discounts", gammas)
     if len(gammas) == 1:
         warnings.warn("multi_gamma.enabled=true with a single discount trains the baseline (no auxiliary heads)")
+
+
+def _validate_selfplay(r: _Rules):
+    """selfplay.*: the opponent pool of hockey.opponent=selfplay (envs/hockey/selfplay.py)."""
+    from pathlib import Path
+
+    from envs import HOCKEY_TASKS
+    cfg, sp = r.cfg, r.cfg.selfplay
+    r.check(_is_int(sp.snapshot_every), "selfplay.snapshot_every", "must be a non-negative integer (0: no snapshots)")
+    r.positive_int("selfplay.pool_size")
+    r.choice("selfplay.drop", ("oldest", "weakest"))
+    r.check(isinstance(sp.pfsp, bool), "selfplay.pfsp", "must be true or false")
+    probs = OmegaConf.to_container(sp.probs) if isinstance(sp.probs, DictConfig) else {}
+    r.check(set(probs) == {"weak", "strong", "pool"}, "selfplay.probs", "must have exactly the keys weak, strong, pool")
+    for key in probs:
+        r.number(f"selfplay.probs.{key}", 0, 1)
+    probs = {k: v for k, v in probs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if len(probs) == 3:
+        r.check(abs(sum(probs.values()) - 1) <= 1e-6, "selfplay.probs", "must sum to 1", probs)
+    paths = list(sp.pool) if isinstance(sp.pool, ListConfig) else sp.pool
+    if not isinstance(paths, list):
+        r.check(False, "selfplay.pool", "must be a list of checkpoint files: selfplay.pool=[path,...]")
+        paths = []
+    for i, path in enumerate(paths):
+        r.check(isinstance(path, str) and Path(path).is_file(), f"selfplay.pool[{i}]",
+                "must be an existing checkpoint file", path)
+    if _is_int(sp.pool_size, 1):
+        r.check(len(paths) <= sp.pool_size, "selfplay.pool", f"at most selfplay.pool_size={sp.pool_size} checkpoints",
+                paths)
+    if cfg.hockey.opponent != "selfplay":
+        r.check(not paths, "selfplay.pool", "is only used with hockey.opponent=selfplay", paths)
+        return
+    hockey = isinstance(cfg.task, str) and cfg.task in HOCKEY_TASKS
+    r.check(hockey, "hockey.opponent", f"selfplay needs one hockey task ({', '.join(HOCKEY_TASKS)}), not "
+                                       f"task={cfg.task}")
+    if hockey:
+        mode = HOCKEY_TASKS[cfg.task][0] if cfg.hockey.mode == "auto" else cfg.hockey.mode
+        r.check(mode == "normal", "hockey.mode", "hockey.opponent=selfplay plays full games: needs mode normal",
+                mode)
+    r.check(cfg.trainer == "online", "trainer", "hockey.opponent=selfplay needs trainer=online")
+    r.check(probs.get("pool", 0) == 0 or _is_int(sp.snapshot_every, 1) or bool(paths), "selfplay.probs.pool",
+            "> 0 needs snapshots (selfplay.snapshot_every > 0) or an initial pool (selfplay.pool=[path,...])")
 
 
 def _validate_aux(r: _Rules):

@@ -57,6 +57,9 @@ def restore(path: Path, cfg, agent, trainer, buffer, logger, run_dir: Path, devi
     everything (counters, RNG states, replay, metrics); one of the other trainer (offline -> online
     fine-tuning) gives the agent only, and only with checkpoint=PATH, never with resume=true."""
     payload = checkpoint.load(path, cfg, map_location=device)
+    if payload.get("policy_only"):
+        raise checkpoint.CheckpointError(f"{path} holds only a policy (a self-play snapshot), no optimiser or "
+                                         "trainer state: use it with evaluate.py or as an opponent, not to train on")
     written_by = payload["trainer"].get("trainer", "online")  # checkpoints before offline training: online
     if written_by != cfg.trainer and cfg.resume:
         raise checkpoint.CheckpointError(

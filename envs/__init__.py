@@ -64,11 +64,24 @@ def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
         if opponent == "checkpoint":  # a frozen agent of either type plays the other side
             from src.policy import CheckpointPolicy
             opponent_policy = CheckpointPolicy(h.opponent_checkpoint)
+        if opponent == "selfplay":  # BasicOpponents mixed with frozen agents; evaluation plays the task's own
+            from common.run import device_of
+            from envs.hockey.selfplay import OpponentPool
+            opponent_policy = OpponentPool.from_config(cfg.selfplay, seed, eval_opponent=HOCKEY_TASKS[task][1],
+                                                       device=device_of(cfg))
         env = make_hockey_env(opponent=opponent, mode=mode if h.mode == "auto" else h.mode, reward=h.reward,
                               side=h.side, backend=h.backend, seed=seed, opponent_policy=opponent_policy)
     if isinstance(env.action_space, gym.spaces.Box):
         env = RescaleAction(env)
     return env, kind
+
+
+def opponent_pool(env):
+    """The self-play OpponentPool (hockey.opponent=selfplay) of an env from make_env, else None."""
+    from envs.hockey.selfplay import OpponentPool
+    task = getattr(getattr(env, "env", None), "unwrapped", None)  # TorchEnv -> wrappers -> HockeyTask
+    policy = getattr(task, "opponent_policy", None)
+    return policy if isinstance(policy, OpponentPool) else None
 
 
 def make_env(cfg, seed: int | None = None):

@@ -16,7 +16,10 @@ def load_agent(path: str | Path, device: torch.device | str = "cpu"):
     cfg = OmegaConf.create(payload["config"])
     spec = EnvSpec(**{k: tuple(v) if k == "obs_shape" else v for k, v in payload["spec"].items()})
     agent = make_agent(cfg, spec, torch.device(device))
-    agent.load_policy_state(payload["agent"])
+    if payload.get("policy_only"):  # a self-play snapshot
+        agent.load_policy_state(payload["agent"])
+    else:  # a training checkpoint holds the whole agent (its optimisers are rebuilt and simply unused)
+        agent.load_state_dict(payload["agent"])
     return agent, cfg, spec
 
 

@@ -1,13 +1,15 @@
 """Online training: random-action seeding, then act with the agent and update from replay."""
+import contextlib
 import time
 from collections import deque
 from pathlib import Path
 
 import torch
 
+from common import checkpoint
 from common.buffer import Buffer, episode_step
 from common.config import seed_steps
-from envs import aux_targets_fn
+from envs import aux_targets_fn, opponent_pool
 from trainer.base import BaseTrainer, Progress as _Progress, peak_memory_mb as _peak_memory_mb
 
 
@@ -31,13 +33,17 @@ class OnlineTrainer(BaseTrainer):
         self._outcomes = deque(maxlen=100)  # per-episode results of two-player games (win/draw/loss)
         # aux_heads: the task's per-step auxiliary targets, computed once per episode as it enters the buffer
         self._aux_targets = aux_targets_fn(cfg.task) if cfg.aux_heads.enabled else None
+        # hockey.opponent=selfplay: the env's opponent pool, which the learner's snapshots join
+        self.pool = opponent_pool(env)
+        self._next_snapshot = 0
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
         return {"step": self.step, "episode": self.episode, "updates": self.updates,
                 "update_credit": self._update_credit, "pretrained": self._pretrained,
                 "next_eval": self._next_eval, "next_ckpt": self._next_ckpt,
-                "outcomes": list(self._outcomes), "elapsed": self._elapsed}
+                "outcomes": list(self._outcomes), "elapsed": self._elapsed, "next_snapshot": self._next_snapshot,
+                "selfplay": self.pool.state_dict() if self.pool is not None else None}
 
     def load_state(self, state: dict) -> None:
         self.step, self.episode, self.updates = state["step"], state["episode"], state["updates"]
@@ -45,6 +51,9 @@ class OnlineTrainer(BaseTrainer):
         self._next_eval, self._next_ckpt = state["next_eval"], state["next_ckpt"]
         self._outcomes.extend(state["outcomes"])
         self._elapsed = state["elapsed"]
+        self._next_snapshot = state.get("next_snapshot", self.step)  # older checkpoints: snapshot now
+        if self.pool is not None and state.get("selfplay"):
+            self.pool.load_state_dict(state["selfplay"])
         if self.spec.multitask:  # the round-robin task rotation: training episode k plays task k mod num_tasks
             self.env.next_task = self.episode % len(self.spec.tasks)
 
@@ -53,7 +62,9 @@ class OnlineTrainer(BaseTrainer):
 
     # ------------------------------------------------------------------ loop
     def evaluate(self) -> dict:
-        return {"episode": self.episode, **super().evaluate()}
+        # self-play evaluates against the task's own BasicOpponent, as runs without a pool do
+        with self.pool.evaluating() if self.pool is not None else contextlib.nullcontext():
+            return {"episode": self.episode, **super().evaluate()}
 
     def train(self) -> None:
         cfg = self.cfg
@@ -67,6 +78,7 @@ class OnlineTrainer(BaseTrainer):
                     progress.eval_return = last_eval["episode_reward"]
                     self._multi_gamma_snapshot()
                     self._next_eval += cfg.eval_freq
+                self._selfplay_snapshot()
                 t_episode = time.time()
                 steps_before = self.step
                 ret, length, info, metrics = self._collect_episode(progress)
@@ -154,4 +166,21 @@ class OnlineTrainer(BaseTrainer):
         for key in ("goals_for", "goals_against"):
             if key in info:
                 stats[key] = info[key]
+        if self.pool is not None:  # the game's opponent: per-opponent win rates, PFSP scores
+            self.pool.record(int(info["winner"]))
+            stats.update(self.pool.stats())
         return stats
+
+    def _selfplay_snapshot(self) -> None:
+        """Self-play: every `selfplay.snapshot_every` steps (the first at step 0, so the pool is never empty)
+        the learner's policy goes to `selfplay/step_<N>.pt` and joins the opponent pool."""
+        if self.pool is None or self.cfg.selfplay.snapshot_every == 0 or self.step < self._next_snapshot:
+            return
+        every = self.cfg.selfplay.snapshot_every
+        path = self.run_dir / "selfplay" / f"step_{self.step}.pt"
+        checkpoint.save(path, self.cfg, self.spec, self.agent, {"step": self.step, "trainer": self.name},
+                        policy_only=True)
+        dropped = self.pool.add(path, self.step)
+        self._next_snapshot = (self.step // every + 1) * every  # snapshots come at episode ends: next multiple
+        _Progress.write(f"Self-play snapshot {path.name}: pool of {len(self.pool.members)}"
+                        + "".join(f", dropped {Path(m.path).name}" for m in dropped))

@@ -11,6 +11,8 @@ opponent
     seeded random state (the original draws from global ``np.random``; the control law is identical and
     verified against the reference traces). ``"none"``: the other player sends zero actions.
     ``"checkpoint"``: needs ``opponent_policy`` (``envs.make_env`` builds it from ``hockey.opponent_checkpoint``).
+    ``"selfplay"``: needs ``opponent_policy`` (``envs.make_env`` builds an
+    :class:`~envs.hockey.selfplay.OpponentPool` from ``selfplay.*``).
     ``opponent_policy`` (a callable ``obs -> action``; the obs is from the opponent's own perspective, its
     4 actions are in its own frame) overrides ``opponent``; if it has a ``reset()`` method that is called at
     the start of each episode.
@@ -125,8 +127,8 @@ class HockeyTask(gym.Env):
             raise ValueError(f"side must be 'alternate' or 'left', not {side!r}")
         if timeout not in ("terminated", "truncated"):
             raise ValueError(f"timeout must be 'terminated' or 'truncated', not {timeout!r}")
-        if opponent not in ("weak", "strong", "none", "checkpoint"):
-            raise ValueError(f"opponent must be 'weak', 'strong', 'none' or 'checkpoint', not {opponent!r}")
+        if opponent not in ("weak", "strong", "none", "checkpoint", "selfplay"):
+            raise ValueError(f"opponent must be 'weak', 'strong', 'none', 'checkpoint' or 'selfplay', not {opponent!r}")
         self.backend = load_backend(backend)
         self.backend_name = "original" if self.backend.__name__.startswith("hockey.") else "ours"
         self.mode_name = mode
@@ -143,9 +145,10 @@ class HockeyTask(gym.Env):
         self._np_random, _ = gym.utils.seeding.np_random(seed)
         self._rng = self._np_random
         opp_rng = np.random.RandomState(self._rng.integers(2**31))
-        if opponent == "checkpoint" and opponent_policy is None:
-            # the framework's factory (envs.make_env) loads hockey.opponent_checkpoint into a policy
-            raise ValueError("opponent='checkpoint' needs opponent_policy=callable(obs) -> action")
+        if opponent in ("checkpoint", "selfplay") and opponent_policy is None:
+            # the framework's factory (envs.make_env) builds it from hockey.opponent_checkpoint / selfplay.*
+            raise ValueError(f"opponent={opponent!r} needs opponent_policy=callable(obs) -> action")
+        self.opponent_policy = opponent_policy  # the trainer finds a self-play pool here (envs.opponent_pool)
         if opponent_policy is not None:
             self.opponent = _CallableOpponent(opponent_policy)
             self.opponent_name = "policy"
