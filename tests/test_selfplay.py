@@ -305,3 +305,29 @@ def test_selfplay_training_run_snapshots_and_logs_the_pool(tmp_path):
     assert sum(len(m["outcomes"]) for m in state["members"]) == len(rows)
     eval_rows = list(csv.DictReader(open(run / "metrics" / "eval.csv")))
     assert len(eval_rows) == 2  # evaluated at the start and the end, against the task's weak BasicOpponent
+
+
+@pytest.mark.slow
+def test_selfplay_pool_survives_resume(tmp_path):
+    args = ["task=hockey", "hockey.opponent=selfplay", "selfplay.snapshot_every=100", "selfplay.pool_size=3",
+            *TINY_TDMPC2, "seed_steps=1000", "eval_episodes=1", "eval_freq=100000", "checkpoint_freq=100000",
+            "buffer_size=1500"]
+    first = run_train([*args, "steps=400"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    old = checkpoint.load(next((tmp_path / "runs").rglob("latest.pt")))["trainer"]["selfplay"]
+    second = run_train([*args, "steps=900", "resume=true"], cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    ckpts = sorted((tmp_path / "runs").rglob("latest.pt"), key=lambda p: p.stat().st_mtime)
+    new = checkpoint.load(ckpts[-1])["trainer"]["selfplay"]
+    old_paths = [m["path"] for m in old["members"]]
+    new_paths = [m["path"] for m in new["members"]]
+    # the resumed run kept the newest earlier snapshots (the oldest leave a full pool) and added its own
+    assert len(new_paths) == 3
+    kept = [p for p in new_paths if p in old_paths]
+    added = [p for p in new_paths if p not in old_paths]
+    assert kept == old_paths[len(old_paths) - len(kept):] and kept and added
+    assert all(str(ckpts[-1].parent.parent) in p for p in added)
+    for path in kept:  # their game records continued
+        before = next(m for m in old["members"] if m["path"] == path)["outcomes"]
+        after = next(m for m in new["members"] if m["path"] == path)["outcomes"]
+        assert after[:len(before)] == before
