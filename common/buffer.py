@@ -55,8 +55,7 @@ class Buffer:
         else:
             storage = LazyTensorStorage(self.capacity)
         sampler = SliceSampler(slice_len=self.seq_len, traj_key="stream" if self.cross_episodes else "episode",
-                               end_key=None,
-                               truncated_key=None, strict_length=True, cache_values=True)
+                               end_key=None, truncated_key=None, strict_length=True, cache_values=True)
         return ReplayBuffer(storage=storage, sampler=sampler, batch_size=self.batch_size * self.seq_len,
                             pin_memory=False, prefetch=0)
 
