@@ -341,6 +341,21 @@ def test_reward_and_critic_heads_start_at_zero_and_mse_option():
     assert torch.isfinite(mse.update(fake_batch(spec))["critic_loss"])
 
 
+def test_variance_scaling_init_gives_a_state_dependent_fresh_policy():
+    from common.init import variance_scaling_init
+    layer = torch.nn.Linear(300, 100)
+    variance_scaling_init(layer)
+    expected_std = math.sqrt(2 / (300 + 100))  # fan_avg = 200
+    assert abs(layer.weight.std().item() / expected_std - 1) < 0.03
+    assert layer.weight.abs().max() <= 2 * expected_std / 0.8796 + 1e-6 and layer.bias.abs().max() == 0
+    # A fresh actor's mean action varies across states at unit scale (TD-MPC2's std-0.02 init gave ~0.2: the
+    # policy was state-independent noise); its std is state-dependent too, mostly near the maximum.
+    agent, _ = make_agent(action_dim=1)
+    mean, std = agent.behavior.actor._params(torch.randn(2000, agent.wm.rssm.feat_dim))
+    assert 0.5 < mean.std().item() < 2.0
+    assert std.min() >= 0.1 and std.max() <= 1.0 and std.mean() > 0.7
+
+
 # ---------------------------------------------------------------------------------------------- config
 def test_config_defaults_and_schedule():
     cfg = make_cfg(task="gym/CartPole-v1")

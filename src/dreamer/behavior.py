@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from common.init import weight_init, zero_
+from common.init import variance_scaling_init, zero_
 from common.layers import mlp
 from common.math import TwoHot, gaussian_logprob, squash
 from common.scale import RunningScale
@@ -116,7 +116,7 @@ class Behavior(nn.Module):
         self.actor = Actor(feat_dim, action_dim, discrete, cfg.hidden, cfg.layers, act, cfg.actor_min_std,
                            cfg.actor_max_std, cfg.actor_unimix)
         self.critic = Critic(feat_dim, cfg.hidden, cfg.layers, act, twohot)
-        self.apply(weight_init)
+        self.apply(variance_scaling_init)
         zero_(self.critic.net[-1].weight, self.critic.net[-1].bias)
         self.critic_slow = copy.deepcopy(self.critic).requires_grad_(False)
         self.retnorm = RunningScale(cfg.retnorm_rate)

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.init import weight_init, zero_
+from common.init import variance_scaling_init, zero_
 from common.layers import Mish, NormedLinear, mlp
 from common.math import TwoHot, symlog
 from src.heads.aux_task import AuxTaskHeads, aux_heads_enabled
@@ -304,7 +304,7 @@ class WorldModel(nn.Module):
         if aux_heads_enabled(cfg):
             self.aux_heads = AuxTaskHeads(feat, [cfg.hidden] * cfg.layers, act, cfg.aux_heads.weights)
         self.two_hot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax)
-        self.apply(weight_init)
+        self.apply(variance_scaling_init)
         zero_(self.reward_head[-1].weight, self.reward_head[-1].bias)
 
     def reward(self, feat) -> torch.Tensor:
