@@ -348,7 +348,7 @@ def test_variance_scaling_init_gives_a_state_dependent_fresh_policy():
     expected_std = math.sqrt(2 / (300 + 100))  # fan_avg = 200
     assert abs(layer.weight.std().item() / expected_std - 1) < 0.03
     assert layer.weight.abs().max() <= 2 * expected_std / 0.8796 + 1e-6 and layer.bias.abs().max() == 0
-    # A fresh actor's mean action varies across states at unit scale (TD-MPC2's std-0.02 init gave ~0.2: the
+    # A fresh actor's mean action varies across states at unit scale (TD-MPC2's std-0.02 init gave 0.12: the
     # policy was state-independent noise); its std is state-dependent too, mostly near the maximum.
     agent, _ = make_agent(action_dim=1)
     mean, std = agent.behavior.actor._params(torch.randn(2000, agent.wm.rssm.feat_dim))
