@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 import common.config  # noqa: F401  (registers the preset resolver)
 from common.checkpoint import CheckpointError
+from common.memory import keep_freed_memory
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -57,10 +58,11 @@ def main(eval_cfg) -> None:
     from envs import HOCKEY_TASKS, make_env
     from src.policy import load_agent
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    keep_freed_memory()
     if eval_cfg.threads != "auto":
         torch.set_num_threads(int(eval_cfg.threads))
     try:
-        agent, cfg, spec = load_agent(eval_cfg.checkpoint, device_of(eval_cfg))
+        agent, cfg, spec = load_agent(eval_cfg.checkpoint, device_of(eval_cfg), eval_cfg.precision)
     except CheckpointError as e:
         sys.exit(f"Cannot evaluate: {e}")
     task = eval_cfg.task or cfg.task

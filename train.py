@@ -8,6 +8,7 @@ from hydra.types import RunMode
 
 from common import checkpoint
 from common.config import ConfigError, validate, validate_for_env
+from common.memory import keep_freed_memory
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -25,6 +26,7 @@ def main(cfg) -> None:
     from trainer import make_trainer
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    keep_freed_memory()
     seed_everything(cfg)
     env, spec = make_env(cfg)
     try:
@@ -41,7 +43,8 @@ def main(cfg) -> None:
     else:
         what = (f"{cfg.task} ({spec.obs_shape} obs, {spec.action_dim} actions, episode {spec.episode_length} steps, "
                 f"discount {agent.discount:.4f})")
-    print(f"{cfg.agent} on {what} on {device}; parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    from common.precision import describe
+    print(f"{cfg.agent} on {what} on {device}, {describe(cfg.precision, device)}; parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     if cfg.trainer == "offline":  # the datasets, checked against each other and the env before anything trains
         from common.config import dataset_paths
         from common.dataset import DatasetError, load_buffer

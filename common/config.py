@@ -11,6 +11,7 @@ import warnings
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from common.math import discount_from_episode_length
+from common.precision import PRECISIONS
 
 AGENTS = ("tdmpc2", "dreamer")
 TRAINERS = ("online", "offline")
@@ -118,6 +119,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         import torch
         r.check(torch.cuda.is_available(), "device", "CUDA is not available on this machine")
     r.check(isinstance(cfg.compile, bool), "compile", "must be true or false")
+    r.choice("precision", PRECISIONS)
     r.choice("trainer", TRAINERS)
     if cfg.trainer == "online":
         _validate_online(r)

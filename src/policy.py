@@ -9,11 +9,13 @@ from common import checkpoint
 from envs.spec import EnvSpec
 
 
-def load_agent(path: str | Path, device: torch.device | str = "cpu"):
-    """(agent, config, spec) rebuilt from a checkpoint file, with the weights needed to act."""
+def load_agent(path: str | Path, device: torch.device | str = "cpu", precision: str | None = None):
+    """(agent, config, spec) rebuilt from a checkpoint file, with the weights needed to act. `precision`
+    overrides the saved one (weights are fp32 whatever precision wrote them; checkpoints from before the key
+    computed in fp32)."""
     from src import make_agent
     payload = checkpoint.load(path, map_location=device)
-    cfg = OmegaConf.create(payload["config"])
+    cfg = OmegaConf.merge({"precision": "fp32"}, payload["config"], {"precision": precision} if precision else {})
     spec = EnvSpec(**{k: tuple(v) if k == "obs_shape" else v for k, v in payload["spec"].items()})
     agent = make_agent(cfg, spec, torch.device(device))
     if payload.get("policy_only"):  # a self-play snapshot

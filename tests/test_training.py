@@ -7,7 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+import torch
 
+from common.precision import fast_bf16
 from tests.conftest import ROOT, TINY_TDMPC2, run_train
 
 # a cheap task and a small planner: about a minute of CPU
@@ -25,9 +28,14 @@ def _run_dir(root: Path, task: str, exp: str) -> Path:
     return dirs[-1]
 
 
-def test_short_run_beats_random_policy(tmp_path):
-    proc = run_train([*PENDULUM, "steps=2000", "eval_freq=2000", "checkpoint_freq=2000", "exp_name=learn"],
-                     cwd=tmp_path)
+# bf16 where the hardware has it; elsewhere its numerics with fp32 kernels (bf16 kernels would be far slower)
+BF16 = "bf16" if fast_bf16(torch.device("cpu")) else "bf16_emulated"
+
+
+@pytest.mark.parametrize("precision", ["fp32", BF16])
+def test_short_run_beats_random_policy(tmp_path, precision):
+    proc = run_train([*PENDULUM, "steps=2000", "eval_freq=2000", "checkpoint_freq=2000", "exp_name=learn",
+                      f"precision={precision}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     evals = _rows(_run_dir(tmp_path, "gym/Pendulum-v1", "learn") / "metrics" / "eval.csv")
     first, last = float(evals[0]["episode_reward"]), float(evals[-1]["episode_reward"])

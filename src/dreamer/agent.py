@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 
+from common.precision import in_precision, resolve
 from src.dreamer.behavior import Behavior
 from src.dreamer.rssm import WorldModel, activation, kl_loss
 from src.heads.aux_task import replayed_targets
@@ -22,6 +23,7 @@ class Dreamer:
         shapes = spec.obs_shape
         self.obs_shapes = {k: tuple(v) for k, v in shapes.items()} if isinstance(shapes, dict) else {"obs": tuple(shapes)}
         self.wm = WorldModel(cfg, self.obs_shapes, spec.action_dim).to(self.device)
+        self.precision = resolve(cfg.precision, self.device)  # fp32 | bf16 | bf16_emulated (common/precision.py)
         self.behavior = Behavior(cfg, self.wm.rssm.feat_dim, spec.action_dim, spec.discrete, activation(cfg.act),
                                  self.discount).to(self.device)
         self.model_opt = torch.optim.Adam(self.wm.parameters(), lr=cfg.model_lr, eps=cfg.model_eps)
@@ -44,6 +46,7 @@ class Dreamer:
         return obs.to(self.device).unsqueeze(0)
 
     @torch.no_grad()
+    @in_precision
     def act(self, obs, t0: bool = False, eval_mode: bool = False) -> torch.Tensor:
         """Action (action_dim,): in [-1, 1], or a one-hot float vector for discrete actions."""
         if t0 or self._state is None:
@@ -91,6 +94,7 @@ class Dreamer:
         steps = self.cfg.aux_rewards.decay_steps if self.behavior.aux_rewards is not None else 0
         return torch.tensor(max(0.0, 1.0 - self.updates / steps) if steps else 1.0, device=self.device)
 
+    @in_precision
     def update(self, batch) -> dict:
         """One training step on an (L, B) batch: world model, then actor, then critic; 0-d metric tensors."""
         cfg, wm, b = self.cfg, self.wm, self.behavior

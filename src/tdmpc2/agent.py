@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from common import math
 from common.config import discounts, task_discounts
+from common.precision import in_precision, resolve
 from common.scale import RunningScale
 from src.heads.aux_task import replayed_targets
 from src.tdmpc2.world_model import WorldModel
@@ -30,6 +31,7 @@ class TDMPC2:
             self.discounts = discounts(cfg, spec)  # [primary, auxiliary...]
             self.discount = self.discounts[0]
         self.model = WorldModel(cfg, spec, self.discounts).to(device)
+        self.precision = resolve(cfg.precision, device)  # fp32 | bf16 | bf16_emulated (common/precision.py)
         m = self.model
         world_params = [p for mod in (m.dynamics, m.reward_head, m.termination_head, m.q_ensemble,
                                       m.multi_gamma_head, m.aux_heads, m.task_emb)
@@ -52,6 +54,7 @@ class TDMPC2:
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
+    @in_precision
     def act(self, obs: torch.Tensor, t0: bool = False, eval_mode: bool = False, task: int | None = None
             ) -> torch.Tensor:
         """Action (action_dim,) for one observation; `t0` marks the first step of an episode; `task` is the
@@ -124,6 +127,7 @@ class TDMPC2:
         return action.clamp(-1, 1)
 
     # ------------------------------------------------------------------ learning
+    @in_precision
     def update(self, batch) -> dict:
         """One gradient step on a (horizon+1, B) batch; returns detached 0-d metric tensors."""
         obs = batch["obs"]  # (T+1, B, *obs_shape)
