@@ -13,6 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from common.memory import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # as train.py does: benchmarks time what a run pays
+
 
 def matmul_gflops(n: int = 1024, warmup: int = 3, repeats: int = 20) -> float:
     """fp32 GFLOP/s of an n x n @ n x n product (median), with torch's current thread count."""

@@ -12,6 +12,9 @@ class _MishFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
+        if not ctx.needs_input_grad[0]:  # no backward (planning, TD targets): 3 buffers instead of 7
+            d = x.clamp(max=20.0).exp_().add_(1).square_().add_(1)  # (e + 1)^2 + 1 = n + 2
+            return torch.div(x, d).mul_(-2).add_(x)  # x n / (n + 2) = x - 2 x / (n + 2)
         e = torch.exp(x.clamp(max=20.0))  # for x > 20 the gate is 1 to float precision
         n = e * (e + 2)
         ctx.save_for_backward(x, e, n)

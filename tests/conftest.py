@@ -10,6 +10,9 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 import torch  # noqa: E402
 
 import common.config  # noqa: E402  (registers the preset resolver before any compose)
+from common.memory import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # the allocator setting train.py uses: the tests' eager ops cost less
 
 # one thread: CI machines have 2 cores, and several processes (a training subprocess, pytest) share them
 torch.set_num_threads(1)
