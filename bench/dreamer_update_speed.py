@@ -1,13 +1,15 @@
 """Seconds per Dreamer training step (world model + actor + critic) at batch 16 x 64, horizon 15.
 
-Follows specs/benchmarks.md: a same-run fp32 matmul reference (1024^3, median of 20 after 3 warm-ups) per
-thread count; eager and compiled agents timed in the same run, alternating call by call; warm-up calls first
+Follows specs/benchmarks.md: same-run fp32 and bf16 matmul references (1024^3, median of 20 after 3 warm-ups)
+per thread count; eager and compiled agents, in each precision (fp32, and bf16 where the CPU has hardware bf16),
+timed in the same run, alternating call by call; warm-up calls first
 (compile's first call timed separately), then medians with min and max; FLOPs from torch.utils.flop_counter
 (matmuls/convs, forward + backward) over one eager update; rows appended to
 results/bench_dreamer_update_speed.csv and a Markdown table printed.
 
     .venv/bin/python bench/dreamer_update_speed.py                      # XS and S, eager+compiled, 1 and 2 threads
     .venv/bin/python bench/dreamer_update_speed.py --sizes XS --modes eager --threads 1
+    .venv/bin/python bench/dreamer_update_speed.py --sizes XS S --modes eager --threads 1 --precisions fp32 bf16
     .venv/bin/python bench/dreamer_update_speed.py --sizes wm1.3M wm16M --modes eager --threads 1
 
 Besides the presets, two configurations match the world-model sizes of the figures quoted for a widely used
@@ -22,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, commit, count_flops, machine, markdown_table, matmul_gflops, write_results
+from harness import (ROOT, commit, count_flops, load_average, machine, markdown_table, matmul_gflops, precisions,
+                     write_results)
 
 import common.config  # noqa: E402,F401  (registers the preset resolver)
 from common.config import validate  # noqa: E402
@@ -40,11 +43,11 @@ CONFIGS = {  # name -> (overrides, the port's published seconds per step at this
 }
 
 
-def make_cfg(size: str, compiled: bool):
+def make_cfg(size: str, compiled: bool, precision: str = "fp32"):
     from hydra import compose, initialize_config_dir
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return validate(compose("config", overrides=["agent=dreamer", *CONFIGS[size][0],
-                                                     f"compile={str(compiled).lower()}"]))
+                                                     f"compile={str(compiled).lower()}", f"precision={precision}"]))
 
 
 def make_batch(L: int, B: int):
@@ -69,6 +72,8 @@ def main():
     p.add_argument("--sizes", nargs="+", default=["XS", "S"], choices=list(CONFIGS))
     p.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "bf16_emulated"],
+                   help="default: fp32, and bf16 where the CPU has hardware bf16")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--timed", type=int, default=20)
     p.add_argument("--timed-large", type=int, default=5,
@@ -78,14 +83,15 @@ def main():
     args = p.parse_args()
     from src.dreamer.agent import Dreamer
 
-    rows, desc, sha = [], machine(), commit()
+    rows, desc, sha, timed_precisions = [], machine(), commit(), precisions(args.precisions)
     csv_name = Path(args.csv).stem
     for size in args.sizes:
         n_timed = args.timed if size == "XS" else args.timed_large
         for threads in args.threads:
             torch.set_num_threads(threads)
             torch.manual_seed(0)
-            agents = {m: Dreamer(make_cfg(size, m == "compiled"), TASK, torch.device("cpu")) for m in args.modes}
+            agents = {(m, p): Dreamer(make_cfg(size, m == "compiled", p), TASK, torch.device("cpu"))
+                      for m in args.modes for p in timed_precisions}
             any_agent = next(iter(agents.values()))
             cfg = any_agent.cfg
             batch = make_batch(any_agent.seq_len, any_agent.batch_size)
@@ -101,32 +107,38 @@ def main():
                 for _ in range(args.warmup - 1):
                     timed(agent, batch)
             ref = matmul_gflops()
+            bf16_ref = matmul_gflops(repeats=20 if "bf16" in timed_precisions else 3, dtype=torch.bfloat16)
             times = {m: [] for m in agents}
             for _ in range(n_timed):  # alternate eager / compiled call by call
                 for m, agent in agents.items():
                     times[m].append(timed(agent, batch))
             med = {m: statistics.median(v) for m, v in times.items()}
-            for m in agents:
-                achieved = flops / med[m] / 1e9
-                row = {"size": size, "params": params, "wm_params": wm_params, "mode": m, "threads": threads, "batch": cfg.batch_size,
+            for key in agents:
+                m, prec = key
+                achieved = flops / med[key] / 1e9
+                row = {"size": size, "params": params, "wm_params": wm_params, "mode": m, "precision": prec,
+                       "threads": threads, "batch": cfg.batch_size,
                        "seq_len": cfg.seq_len, "horizon": cfg.horizon, "latent": cfg.latent,
                        "actor_grad": "dynamics (auto, continuous)", "task": TASK.task,
-                       "median_s": round(med[m], 4), "min_s": round(min(times[m]), 4),
-                       "max_s": round(max(times[m]), 4), "n_warmup": args.warmup, "n_timed": n_timed,
-                       "first_call_s": round(first[m], 2), "gflop_per_step": round(flops / 1e9, 2),
+                       "median_s": round(med[key], 4), "min_s": round(min(times[key]), 4),
+                       "max_s": round(max(times[key]), 4), "n_warmup": args.warmup, "n_timed": n_timed,
+                       "first_call_s": round(first[key], 2), "gflop_per_step": round(flops / 1e9, 2),
                        "achieved_gflops": round(achieved, 1), "matmul_gflops": round(ref, 1),
-                       "frac_of_matmul": round(achieved / ref, 3),
-                       "compiled_speedup": round(med["eager"] / med["compiled"], 3)
-                       if {"eager", "compiled"} <= set(med) else "",
-                       "vs_port": round(med[m] / port_s, 3) if port_s else ""}
+                       "bf16_matmul_gflops": round(bf16_ref, 1), "frac_of_matmul": round(achieved / ref, 3),
+                       "frac_of_bf16_matmul": round(achieved / bf16_ref, 3),
+                       "compiled_speedup": round(med[("eager", prec)] / med[("compiled", prec)], 3)
+                       if {("eager", prec), ("compiled", prec)} <= set(med) else "",
+                       "vs_fp32": round(med[key] / med[(m, "fp32")], 3) if (m, "fp32") in med else "",
+                       "vs_port": round(med[key] / port_s, 3) if port_s else "", "load_average": load_average()}
                 rows.append(row)
                 write_results(csv_name, [row])  # row by row: a stopped run keeps what it measured
-                print(f"{size} {m} threads={threads}: median {med[m]:.3f} s (min {min(times[m]):.3f}, "
-                      f"max {max(times[m]):.3f}), first call {first[m]:.1f} s", flush=True)
+                print(f"{size} {m} {prec} threads={threads}: median {med[key]:.3f} s (min {min(times[key]):.3f}, "
+                      f"max {max(times[key]):.3f}), first call {first[key]:.1f} s", flush=True)
 
     path = Path(args.csv)
-    cols = ["size", "params", "wm_params", "mode", "threads", "median_s", "min_s", "max_s", "n_timed", "first_call_s",
-            "gflop_per_step", "achieved_gflops", "matmul_gflops", "frac_of_matmul", "compiled_speedup", "vs_port"]
+    cols = ["size", "params", "wm_params", "mode", "precision", "threads", "median_s", "min_s", "max_s", "n_timed",
+            "first_call_s", "gflop_per_step", "achieved_gflops", "matmul_gflops", "bf16_matmul_gflops",
+            "frac_of_matmul", "frac_of_bf16_matmul", "compiled_speedup", "vs_fp32", "vs_port", "load_average"]
     print(f"\nDreamer update, batch {rows[0]['batch']} x {rows[0]['seq_len']}, horizon {rows[0]['horizon']}, "
           f"{rows[0]['latent']} latent, {TASK.task}; {desc}; commit {sha}\n")
     print(markdown_table(rows, cols))

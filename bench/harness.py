@@ -18,12 +18,33 @@ from common.memory import keep_freed_memory  # noqa: E402
 keep_freed_memory()  # as train.py does: benchmarks time what a run pays
 
 
-def matmul_gflops(n: int = 1024, warmup: int = 3, repeats: int = 20) -> float:
-    """fp32 GFLOP/s of an n x n @ n x n product (median), with torch's current thread count."""
+def matmul_gflops(n: int = 1024, warmup: int = 3, repeats: int = 20, dtype=None) -> float:
+    """GFLOP/s of an n x n @ n x n product (median) in `dtype` (fp32 by default), with torch's current thread
+    count. Without hardware bf16 a bf16 product is ~70x slower: fewer repeats keep that measurement short."""
     import torch
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    dtype = dtype or torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     stats = time_calls(lambda: a @ b, warmup, repeats)
     return 2 * n ** 3 / stats["median"] / 1e9
+
+
+def precisions(requested: list[str] | None) -> list[str]:
+    """What to time: the requested precisions, or fp32 plus bf16 where the CPU has hardware bf16 (elsewhere bf16
+    falls back to a kernel ~70x slower than fp32, which says nothing about bf16 and takes minutes)."""
+    import torch
+    from common.precision import fast_bf16
+    if requested:
+        return requested
+    if fast_bf16(torch.device("cpu")):
+        return ["fp32", "bf16"]
+    print("bf16 not timed: this CPU has no hardware bf16 (no AVX512-BF16/AMX); --precisions bf16 forces it")
+    return ["fp32"]
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages: how busy the machine was while timing."""
+    import os
+    return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def time_calls(fn, warmup: int = 3, repeats: int = 20) -> dict:
