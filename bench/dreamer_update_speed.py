@@ -91,7 +91,7 @@ def main():
             torch.set_num_threads(threads)
             torch.manual_seed(0)
             agents = {(m, p): Dreamer(make_cfg(size, m == "compiled", p), TASK, torch.device("cpu"))
-                      for m in args.modes for p in timed_precisions}
+                      for m in args.modes for p in timed_precisions if m == "eager" or p == "fp32"}  # see config
             any_agent = next(iter(agents.values()))
             cfg = any_agent.cfg
             batch = make_batch(any_agent.seq_len, any_agent.batch_size)

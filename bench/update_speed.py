@@ -61,8 +61,9 @@ def main():
         torch.set_num_threads(threads)
         peak = matmul_gflops()
         bf16_peak = matmul_gflops(repeats=20 if "bf16" in timed_precisions else 3, dtype=torch.bfloat16)
+        # compile=true runs in fp32 only (a config rule: see common/precision.py)
         for size, prec, compiled in [(s, p, c) for s in args.sizes for p in timed_precisions
-                                     for c in [False] + ([] if args.no_compile else [True])]:
+                                     for c in [False] + ([] if args.no_compile or p != "fp32" else [True])]:
             cfg, spec, agent = build(size, compiled, (f"precision={prec}",))
             data, obs = batch(cfg, spec), torch.randn(*spec.obs_shape)
             start = time.perf_counter()

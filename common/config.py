@@ -120,6 +120,9 @@ def validate(cfg: DictConfig) -> DictConfig:
         r.check(torch.cuda.is_available(), "device", "CUDA is not available on this machine")
     r.check(isinstance(cfg.compile, bool), "compile", "must be true or false")
     r.choice("precision", PRECISIONS)
+    r.check(not (cfg.compile is True and cfg.precision in ("bf16", "bf16_emulated", "auto")), "precision",
+            "compile=true runs in fp32 only (torch.compile re-traces the bf16 product mode of common/precision.py "
+            "op by op until it gives up); set precision=fp32 or compile=false")
     r.choice("trainer", TRAINERS)
     if cfg.trainer == "online":
         _validate_online(r)

@@ -165,3 +165,12 @@ def test_bf16_checkpoint_loads_in_fp32_with_identical_weights(tmp_path):
     assert all(v.dtype != torch.bfloat16 for v in restored.values())
     assert all(torch.equal(saved[k], restored[k]) for k in saved)
     assert load_agent(path)[0].precision == "bf16"  # by default the checkpoint's own precision
+
+
+def test_precision_config_rules():
+    from common.config import ConfigError
+    with pytest.raises(ConfigError, match="precision='fp16': must be one of fp32, bf16, auto, bf16_emulated"):
+        compose(["precision=fp16"])
+    with pytest.raises(ConfigError, match="compile=true runs in fp32 only"):
+        compose(["precision=bf16", "compile=true"])
+    assert compose(["precision=fp32", "compile=true"]).precision == "fp32"

@@ -122,8 +122,9 @@ class WorldModel(nn.Module):
         net = self.target_q if target else self.q_ensemble
         if return_type == "all":
             return net(za, detach=detach)
-        # two distinct random members (not randperm(...)[:2]: Inductor's randperm-index pattern fails on it)
-        members = torch.rand(self.num_q, device=z.device).topk(2).indices
+        # two distinct random members (not randperm(...)[:2]: Inductor's randperm-index pattern fails on it); with
+        # two in all, min and mean do not depend on their order: the whole ensemble, without copying its weights
+        members = torch.rand(self.num_q, device=z.device).topk(2).indices if self.num_q > 2 else None
         values = self.two_hot.decode(net(za, members=members, detach=detach))  # (2, ..., 1)
         return values.min(0).values if return_type == "min" else values.mean(0)
 
