@@ -47,7 +47,8 @@ def test_basic_opponents_tournament_writes_tables(tmp_path, capsys):
     by_name = {r["player"]: r for r in ratings}
     pairs = {(row["a"], row["b"]): row for row in csv.DictReader(open(tmp_path / "pairs.csv"))}
     games = list(csv.DictReader(open(tmp_path / "games.csv")))
-    print(capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    assert "| weak | random |" in printed and "| player | rating | 95% interval | W/D/L | score |" in printed
     assert len(games) == 3 * 48
     # sides alternate: each player of a pair starts on the left in half of its games
     assert sum(g["left"] == "weak" for g in games if (g["a"], g["b"]) == ("weak", "random")) == 24
