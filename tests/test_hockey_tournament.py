@@ -120,3 +120,7 @@ def test_a_checkpoint_of_another_task_is_rejected(tmp_path):
                     policy_only=True)
     with pytest.raises(SystemExit, match=r"PLAYER=.*p\.pt: .*cannot play hockey"):
         tournament.main([str(tmp_path / "p.pt"), "weak", "--out", str(tmp_path / "out")])
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(SystemExit, match=r"PLAYER=.*junk\.pt: .*not a checkpoint"):
+        tournament.main(["weak", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

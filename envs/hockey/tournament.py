@@ -198,7 +198,7 @@ def _check_players(players: list[str]) -> None:
         from common.checkpoint import CheckpointError
         from .selfplay import checkpoint_policy
         try:
-            checkpoint_policy(p)
+            _loaded[p] = checkpoint_policy(p)  # games in this process (workers=1) reuse it
         except (CheckpointError, ValueError) as e:
             sys.exit(f"PLAYER={p}: {e}")
 
