@@ -72,8 +72,8 @@ def _play(game: dict) -> dict:
     left, right = _policy(game["left"], left_seed), _policy(game["right"], right_seed)
     obs, _ = _env.reset(one_starting=game["one_starts"], seed=env_seed)
     while True:
-        action = np.hstack([np.asarray(left(obs), np.float64).reshape(-1)[:4],
-                            np.asarray(right(_env.obs_agent_two()), np.float64).reshape(-1)[:4]])
+        action = np.concatenate([np.asarray(left(obs), np.float64).reshape(4),
+                                 np.asarray(right(_env.obs_agent_two()), np.float64).reshape(4)])
         obs, _, terminated, truncated, info = _env.step(action)
         if terminated or truncated:
             return {**game, "winner": int(info["winner"])}
