@@ -213,7 +213,7 @@ class HockeyEnv(gym.Env, EzPickle):
         self.drawlist = []
         self.done = False
         self.winner = 0
-        self.one_starting = True
+        self.one_starts = True  # the original's name; ``one_starting`` is an alias
         self.timeStep = DT
         self.time = 0
         self.max_timesteps = None
@@ -229,7 +229,7 @@ class HockeyEnv(gym.Env, EzPickle):
         n_discrete = 8 if (keep_mode and "discrete_space" in self.fixes) else 7
         self.discrete_action_space = spaces.Discrete(n_discrete)
 
-        self.reset(self.one_starting)
+        self.reset(self.one_starts)
 
     # ------------------------------------------------------------------------------------------------------
     # mode / seeding
@@ -240,6 +240,15 @@ class HockeyEnv(gym.Env, EzPickle):
     @mode.setter
     def mode(self, value) -> None:
         self._mode = _to_mode(value)
+
+    @property
+    def one_starting(self) -> bool:
+        """Alias of ``one_starts`` (named like ``reset``'s argument)."""
+        return self.one_starts
+
+    @one_starting.setter
+    def one_starting(self, value: bool) -> None:
+        self.one_starts = value
 
     def seed(self, seed=None):
         """Re-create the generator: ``np.random.default_rng(seed)``, OS entropy for None. Returns ``[seed]``."""
@@ -255,16 +264,15 @@ class HockeyEnv(gym.Env, EzPickle):
         if self.player1 is None:
             return
         self.world.contactListener = None
-        for body in self.world_objects:
+        # The original's order: players, puck, goals, then walls and decorations. Box2D recycles the freed
+        # broad-phase proxy ids last-in first-out, so this order decides the ids (and with them the contact
+        # order) of the next episode's bodies: any other order diverges from the original a few resets later.
+        for body in (self.player1, self.player2, self.puck, self.goal_player_1, self.goal_player_2,
+                     *self.world_objects):
             self.world.DestroyBody(body)
-        self.world_objects = []
-        self.world.DestroyBody(self.player1)
-        self.world.DestroyBody(self.player2)
-        self.world.DestroyBody(self.puck)
-        self.world.DestroyBody(self.goal_player_1)
-        self.world.DestroyBody(self.goal_player_2)
         self.player1 = self.player2 = self.puck = None
         self.goal_player_1 = self.goal_player_2 = None
+        self.world_objects = []
         self.drawlist = []
 
     def _fresh_world(self):
@@ -372,14 +380,16 @@ class HockeyEnv(gym.Env, EzPickle):
                                             COLOR_CENTER))
         objs.append(self._create_decoration((W / 2 - 250 / SCALE, H / 2),
                                             circleShape(radius=GOAL_SIZE / SCALE, pos=(0, 0)), COLOR_GOAL_AREA))
+        # white boxes (body at the box's inner edge, as in the original, so that the rendered float32 vertex
+        # coordinates are the original's); drawn after the goal circles they cover their inner halves
         box = [(0, 100), (100, 100), (100, -100), (0, -100)]
         objs.append(self._create_decoration(
-            (0, 0), polygonShape(vertices=[(x / SCALE + W / 2 - 240 / SCALE, y / SCALE + H / 2) for x, y in box]),
+            (W / 2 - 240 / SCALE, H / 2), polygonShape(vertices=[(x / SCALE, y / SCALE) for x, y in box]),
             (255, 255, 255)))
         objs.append(self._create_decoration((W / 2 + 250 / SCALE, H / 2),
                                             circleShape(radius=GOAL_SIZE / SCALE, pos=(0, 0)), COLOR_GOAL_AREA))
         objs.append(self._create_decoration(
-            (0, 0), polygonShape(vertices=[(W / 2 + 240 / SCALE - x / SCALE, y / SCALE + H / 2) for x, y in box]),
+            (W / 2 + 140 / SCALE, H / 2), polygonShape(vertices=[((100 - x) / SCALE, y / SCALE) for x, y in box]),
             (255, 255, 255)))
 
         # top and bottom walls
@@ -397,8 +407,7 @@ class HockeyEnv(gym.Env, EzPickle):
         poly = [(10, -top), (-10, -top + 7), (-10, 5), (10, 5)]
         objs.append(self._create_wall((W / 2 + 245 / SCALE, H - 0.5), poly))
         self.world_objects = objs
-        # draw the white boxes first so that the orange goal areas show inside the field
-        self.drawlist = [objs[2], objs[4], objs[0], objs[1], objs[3]] + objs[5:]
+        self.drawlist = list(objs)  # in creation order, like the original
 
         self.goal_player_1 = self._create_goal((W / 2 - 250 / SCALE - 5 / SCALE, H / 2), _TAG_GOAL1)
         self.goal_player_2 = self._create_goal((W / 2 + 250 / SCALE + 5 / SCALE, H / 2), _TAG_GOAL2)
@@ -434,9 +443,9 @@ class HockeyEnv(gym.Env, EzPickle):
         if self._mode == Mode.NORMAL:
             self.max_timesteps = 250
             if one_starting is not None:
-                self.one_starting = one_starting
+                self.one_starts = one_starting
             else:
-                self.one_starting = not self.one_starting
+                self.one_starts = not self.one_starts
         else:
             self.max_timesteps = 80
         self.closest_to_goal_dist = 1000
@@ -455,7 +464,7 @@ class HockeyEnv(gym.Env, EzPickle):
             self.player2 = self._create_player((4 * W / 5, H / 2), COLOR_P2, True)
 
         if self._mode == Mode.NORMAL or self._mode == Mode.TRAIN_SHOOTING:
-            if self.one_starting or self._mode == Mode.TRAIN_SHOOTING:
+            if self.one_starts or self._mode == Mode.TRAIN_SHOOTING:
                 x = W / 2 - self._uniform(H / 8, H / 4)
             else:
                 x = W / 2 + self._uniform(H / 8, H / 4)
@@ -739,7 +748,6 @@ class HockeyEnv(gym.Env, EzPickle):
             raise ValueError(f"unsupported render mode {mode!r}")
         try:
             import pygame
-            from pygame import gfxdraw
         except ImportError as e:  # pragma: no cover
             raise gym.error.DependencyNotInstalled("pygame is needed for rendering: pip install pygame") from e
 
@@ -752,22 +760,21 @@ class HockeyEnv(gym.Env, EzPickle):
 
         surf = pygame.Surface((VIEWPORT_W, VIEWPORT_H))
         surf.fill((255, 255, 255))
+        # The original's drawing, pixel for pixel: every shape filled, then a 2-px outline of the same colour
+        # (pygame.draw, no anti-aliasing), at float pixel coordinates (b2Vec2 arithmetic, float32).
         for body in self.drawlist:
-            color = getattr(body, "color1", (0, 0, 0))
             for fixture in body.fixtures:
-                trans = fixture.body.transform
+                trans = body.transform
                 shape = fixture.shape
                 if isinstance(shape, circleShape):
-                    c = trans * shape.pos
-                    center = (int(round(c[0] * SCALE)), int(round(c[1] * SCALE)))
-                    radius = int(round(shape.radius * SCALE))
-                    gfxdraw.aacircle(surf, center[0], center[1], radius, color)
-                    gfxdraw.filled_circle(surf, center[0], center[1], radius, color)
+                    center = trans * shape.pos * SCALE
+                    radius = shape.radius * SCALE
+                    pygame.draw.circle(surf, body.color1, center, radius, width=0)
+                    pygame.draw.circle(surf, body.color2, center, radius, width=2)
                 else:
-                    path = [trans * v for v in shape.vertices]
-                    path = [(p[0] * SCALE, p[1] * SCALE) for p in path]
-                    gfxdraw.aapolygon(surf, path, color)
-                    gfxdraw.filled_polygon(surf, path, color)
+                    path = [trans * v * SCALE for v in shape.vertices]
+                    pygame.draw.polygon(surf, body.color1, path, width=0)
+                    pygame.draw.polygon(surf, body.color2, path + path[:1], width=2)  # outline repeats vertex 0
         surf = pygame.transform.flip(surf, False, True)  # Box2D y points up
         self.surf = surf
 
