@@ -9,10 +9,11 @@ from common import checkpoint
 from envs.spec import EnvSpec
 
 
-def load_agent(path: str | Path, device: torch.device | str = "cpu"):
-    """(agent, config, spec) rebuilt from a checkpoint file, with the weights needed to act."""
+def load_agent(path: str | Path, device: torch.device | str = "cpu", task=None):
+    """(agent, config, spec) rebuilt from a checkpoint file, with the weights needed to act. `task`: the task of
+    an official TD-MPC2 checkpoint (which records none); ignored for ours."""
     from src import make_agent
-    payload = checkpoint.load(path, map_location=device)
+    payload = checkpoint.load(path, map_location=device, task=task)
     cfg = OmegaConf.create(payload["config"])
     spec = EnvSpec(**{k: tuple(v) if k == "obs_shape" else v for k, v in payload["spec"].items()})
     agent = make_agent(cfg, spec, torch.device(device))
