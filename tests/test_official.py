@@ -95,7 +95,8 @@ def _forward(state, prefix, x, member=None, out_act=None):
     for i in range(n):
         x = F.linear(x, pick(state[f"{prefix}{i}.weight"]), pick(state[f"{prefix}{i}.bias"]))
         if f"{prefix}{i}.ln.weight" in state:
-            x = F.layer_norm(x, x.shape[-1:], pick(state[f"{prefix}{i}.ln.weight"]), pick(state[f"{prefix}{i}.ln.bias"]))
+            ln_weight, ln_bias = pick(state[f"{prefix}{i}.ln.weight"]), pick(state[f"{prefix}{i}.ln.bias"])
+            x = F.layer_norm(x, x.shape[-1:], ln_weight, ln_bias)
             x = out_act(x) if i == n - 1 else F.mish(x)
     return x
 

@@ -61,7 +61,8 @@ def state_dict(obj) -> dict:
         for key in [k for k in state if k.startswith(old) and k[len(old):].isdigit()]:
             n = int(key[len(old):])
             state[f"{new}{n // 4}.{OLD_FIELDS[n % 4]}"] = state.pop(key)
-    return {k: v for k, v in state.items() if not k.endswith(("__batch_size", "__device")) and not k.startswith(SKIPPED)}
+    return {k: v for k, v in state.items()
+            if not k.endswith(("__batch_size", "__device")) and not k.startswith(SKIPPED)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +104,8 @@ def _shape(state: dict, key: str) -> tuple[int, ...]:
 
 def infer(state: dict) -> Architecture:
     """The architecture from the weight shapes; `model_state` then checks every other weight against it."""
-    other = sorted({k.split(".")[1] for k in state if k.startswith("_encoder.") and not k.startswith("_encoder.state.")})
+    other = sorted({k.split(".")[1] for k in state
+                    if k.startswith("_encoder.") and not k.startswith("_encoder.state.")})
     if other:
         raise CheckpointError(f"_encoder.{other[0]}.*: only the official state encoder (_encoder.state.*) maps onto "
                               "ours; the official pixel encoder feeds the convolutions' output straight into SimNorm, "
@@ -117,7 +119,8 @@ def infer(state: dict) -> Architecture:
         low = float(state["log_std_min"])
         log_std = (low, low + float(state["log_std_dif"]))
     return Architecture(
-        obs_dim=_shape(state, "_encoder.state.0.weight")[1] - task_dim, action_dim=_shape(state, "_pi.2.weight")[0] // 2,
+        obs_dim=_shape(state, "_encoder.state.0.weight")[1] - task_dim,
+        action_dim=_shape(state, "_pi.2.weight")[0] // 2,
         enc_dim=_shape(state, "_encoder.state.0.weight")[0], mlp_dim=_shape(state, "_dynamics.0.weight")[0],
         latent_dim=_shape(state, "_dynamics.2.weight")[0],
         num_enc_layers=enc_layers,  # the official encoder has max(num_enc_layers - 1, 1) hidden layers + output
@@ -265,7 +268,8 @@ def to_payload(obj, cfg) -> dict:
     if (spec.obs_shape[0], spec.action_dim) != (arch.obs_dim, arch.action_dim):
         raise CheckpointError(
             f"task={cfg.task} has {spec.obs_shape[0]} observation and {spec.action_dim} action dims, but the official "
-            f"checkpoint's encoder takes {arch.obs_dim} (_encoder.state.0.weight {_shape(state, '_encoder.state.0.weight')})"
+            f"checkpoint's encoder takes {arch.obs_dim} (_encoder.state.0.weight "
+            f"{_shape(state, '_encoder.state.0.weight')})"
             f" and its policy gives {arch.action_dim} (_pi.2.weight {_shape(state, '_pi.2.weight')})")
     agent = make_agent(cfg, spec, torch.device("cpu"))
     agent.model.load_state_dict(model_state(state, agent.model, arch))
