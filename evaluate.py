@@ -62,7 +62,7 @@ def main(eval_cfg) -> None:
     if eval_cfg.threads != "auto":
         torch.set_num_threads(int(eval_cfg.threads))
     try:
-        agent, cfg, spec = load_agent(eval_cfg.checkpoint, device_of(eval_cfg), eval_cfg.precision)
+        agent, cfg, spec = load_agent(eval_cfg.checkpoint, device_of(eval_cfg), eval_cfg.precision, task=eval_cfg.task)
     except CheckpointError as e:
         sys.exit(f"Cannot evaluate: {e}")
     task = eval_cfg.task or cfg.task

@@ -14,8 +14,11 @@ from common.memory import keep_freed_memory
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg) -> None:
     try:
+        if cfg.checkpoint:  # an official TD-MPC2 checkpoint records no config: its weight shapes set the sizes
+            from src.tdmpc2.official import configure_from_file
+            configure_from_file(cfg)
         cfg = validate(cfg)
-    except ConfigError as e:
+    except (ConfigError, checkpoint.CheckpointError) as e:
         sys.exit(f"Config error: {e}")
     from common.buffer import Buffer
     from common.logger import Logger, write_reference_csv

@@ -67,8 +67,11 @@ def save(path: Path, cfg, spec, agent, trainer_state: dict, buffer=None, policy_
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load(path: Path, cfg=None, map_location="cpu") -> dict:
-    """Read a checkpoint; with `cfg`, check that it fits this config. Raises CheckpointError."""
+def load(path: Path, cfg=None, map_location="cpu", task=None) -> dict:
+    """Read a checkpoint; with `cfg`, check that it fits this config. Raises CheckpointError.
+
+    A checkpoint of the official TD-MPC2 code is converted (src/tdmpc2/official.py) for `cfg`, or without one for
+    `task` with the default config and the sizes its weights have."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -76,6 +79,16 @@ def load(path: Path, cfg=None, map_location="cpu") -> dict:
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({type(e).__name__}: {e})") from None
+    from src.tdmpc2 import official
+    if official.is_official(payload):
+        if cfg is None and task is None:
+            raise CheckpointError(f"{path} is an official TD-MPC2 checkpoint, which records no task: give task=...")
+        from common.config import ConfigError
+        try:
+            payload = official.to_payload(payload, cfg if cfg is not None else
+                                          official.config_for(official.state_dict(payload), task))
+        except (ConfigError, CheckpointError) as e:
+            raise CheckpointError(f"official TD-MPC2 checkpoint {path}: {e}") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path} is not a checkpoint of this framework (no format_version)")
     if payload["format_version"] != FORMAT_VERSION:

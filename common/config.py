@@ -213,6 +213,7 @@ def _validate_tdmpc2(r: _Rules):
     for key in ("entropy_coef", "consistency_coef", "reward_coef", "value_coef", "termination_coef"):
         r.number(key, 0)
     r.check(isinstance(cfg.mpc, bool), "mpc", "must be true or false")
+    r.choice("entropy", ("scaled", "squashed", "scaled_tanh"))
     r.check(cfg.log_std_min < cfg.log_std_max, "log_std_min", f"must be below log_std_max={cfg.log_std_max}")
     r.number("discount_denom", 0, low_open=True)
     r.check(0 < cfg.discount_min <= cfg.discount_max < 1, "discount_min",

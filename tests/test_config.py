@@ -39,6 +39,7 @@ def test_unknown_task_lists_available():
     ("discount=1.2", "discount=1.2", "(0, 1)"),
     ("obs=rgb task=gym/Pendulum-v1", "obs='rgb'", "DeepMind Control"),
     ("steps=-5", "steps=-5", "positive integer"),
+    ("entropy=gaussian", "entropy='gaussian'", "one of scaled, squashed, scaled_tanh"),
 ])
 def test_validation_names_key_value_and_rule(override, key, rule):
     msg = _error(*override.split())

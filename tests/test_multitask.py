@@ -126,6 +126,8 @@ def test_entropy_counts_only_the_tasks_own_action_dims():
     _, after = m.pi(z, task)
     assert torch.equal(before["entropy"][0], after["entropy"][0])  # Pendulum: dim 1 is padding
     assert not torch.equal(before["entropy"][1], after["entropy"][1])  # Reacher: dim 1 is a real action dim
+    assert torch.equal(before["scaled_entropy"][0], after["scaled_entropy"][0])  # so for the official form
+    assert not torch.equal(before["scaled_entropy"][1], after["scaled_entropy"][1])
 
 
 @pytest.mark.parametrize("mpc", ["true", "false"])

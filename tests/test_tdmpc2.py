@@ -1,5 +1,7 @@
 import copy
+import math
 
+import pytest
 import torch
 
 from common.buffer import Buffer, episode_step
@@ -117,3 +119,38 @@ def test_pixel_observations_use_the_conv_encoder(tiny_tdmpc2):
     metrics = agent.update(buffer.sample())
     assert torch.isfinite(metrics["total_loss"])
     assert agent.act(obs, t0=True).shape == (spec.action_dim,)
+
+
+def _constant_policy(agent, mean, raw_log_std):
+    """The policy prior's output made state-independent: mean and raw (pre-squashing) log-std per action dim."""
+    with torch.no_grad():
+        last = agent.model.policy_prior[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([*mean, *raw_log_std]))
+
+
+@pytest.mark.parametrize("form", ["scaled", "squashed", "scaled_tanh"])
+def test_policy_entropy_forms_against_a_hand_case(tiny_tdmpc2, monkeypatch, form):
+    """entropy=scaled: -(pre-tanh Gaussian log-prob) x action dim (the official scaled_entropy); squashed: minus the
+    tanh-corrected log-prob; scaled_tanh: the scaled one minus the unscaled log(1 - tanh^2) (the 2023 release). pi
+    gives all three; the policy loss uses the chosen one (Q is 0 at init, scale 1)."""
+    cfg, env, spec, agent = tiny_tdmpc2(f"entropy={form}", "entropy_coef=0.5", "horizon=2", task="gym/Reacher-v5")
+    mean, raw, eps = [0.3, -1.2], [-1.0, 0.5], [0.7, -1.5]
+    _constant_policy(agent, mean, raw)
+    monkeypatch.setattr(torch, "randn_like", lambda t: torch.tensor(eps).expand_as(t).clone())
+    log_std = [-10 + 0.5 * 12 * (math.tanh(r) + 1) for r in raw]
+    gaussian = sum(-0.5 * e * e - s - 0.5 * math.log(2 * math.pi) for e, s in zip(eps, log_std))
+    pre_tanh = [m + e * math.exp(s) for m, e, s in zip(mean, eps, log_std)]
+    tanh_term = sum(math.log(1 - math.tanh(u) ** 2 + 1e-6) for u in pre_tanh)
+    expected = {"scaled": -2 * gaussian, "squashed": -(gaussian - tanh_term),
+                "scaled_tanh": -(2 * gaussian - tanh_term)}
+    zs = torch.randn(3, 4, cfg.latent_dim)  # (horizon + 1, B, latent)
+    _, info = agent.model.pi(zs)
+    torch.testing.assert_close(info["scaled_entropy"], torch.full((3, 4, 1), expected["scaled"]))
+    torch.testing.assert_close(info["entropy"], torch.full((3, 4, 1), expected["squashed"]))
+    torch.testing.assert_close(info["scaled_tanh_entropy"], torch.full((3, 4, 1), expected["scaled_tanh"]))
+    values = sorted(expected.values())
+    assert values[1] - values[0] > 1 and values[2] - values[1] > 1  # the three forms differ here
+    pi_loss, _ = agent._update_pi(zs)
+    rho = [cfg.rho ** t for t in range(3)]
+    assert math.isclose(pi_loss.item(), -0.5 * expected[form] * sum(rho) / 3, rel_tol=1e-5)

@@ -250,13 +250,16 @@ class TDMPC2:
         return records
 
     def _update_pi(self, zs: torch.Tensor, task: torch.Tensor | None = None):
-        """Policy prior: maximise scaled Q (detached Q weights) plus entropy, weighted by rho**t."""
+        """Policy prior: maximise scaled Q (detached Q weights) plus entropy, weighted by rho**t (the entropy
+        estimate `entropy=scaled|squashed|scaled_tanh` names, see WorldModel.pi)."""
         action, info = self.model.pi(zs, task)
         q = self.model.Q(zs, action, return_type="avg", detach=True, task=task)  # (T+1, B, 1)
         self.scale.update(q[0])
         q = self.scale(q)
         rho = self.cfg.rho ** torch.arange(len(q), device=q.device, dtype=q.dtype)
-        pi_loss = (-(self.cfg.entropy_coef * info["entropy"] + q).mean((1, 2)) * rho).mean()
+        entropy = info[{"scaled": "scaled_entropy", "squashed": "entropy", "scaled_tanh": "scaled_tanh_entropy"}[
+            self.cfg.entropy]]
+        pi_loss = (-(self.cfg.entropy_coef * entropy + q).mean((1, 2)) * rho).mean()
         pi_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.policy_prior.parameters(), self.cfg.grad_clip_norm)
         self.pi_optim.step()

@@ -94,13 +94,19 @@ class WorldModel(nn.Module):
         return self.termination_head(self.with_task(z, task))
 
     def pi(self, z: torch.Tensor, task: torch.Tensor | None = None):
-        """Sample from the tanh-squashed Gaussian policy prior: (action, info with mean, log_std, entropy).
+        """Sample from the tanh-squashed Gaussian policy prior: (action, info with mean, log_std and the three
+        entropy estimates the policy loss can use, `entropy=...`):
+
+        - `entropy` (squashed): minus the tanh-corrected log-probability of the action;
+        - `scaled_entropy` (scaled, the official code today): minus the pre-tanh Gaussian log-probability times the
+          action dim d;
+        - `scaled_tanh_entropy` (scaled_tanh, the code released with the paper): the scaled one plus the tanh
+          correction, unscaled.
 
         With several tasks the mean and the noise are zero on the task's padded action dims (so are the sampled
-        action and the mean there) and the log-probability sums over the task's own dims only: the entropy
-        term of a task with d action dims is what a single-task agent on that task would use. (The official
-        code instead multiplies a log-probability over all padded dims by d; our single-task entropy is not
-        scaled by the action dim, and the multi-task one follows it.)"""
+        action and the mean there), the log-probabilities sum over the task's own dims only and d is the task's own
+        action dim. (The official code sums over the padded dims too, which adds a constant per task: same
+        gradients.)"""
         mean, log_std = self.policy_prior(self.with_task(z, task)).chunk(2, dim=-1)
         log_std = math.log_std(log_std, self.log_std_min, self.log_std_max)
         eps = torch.randn_like(mean)
@@ -108,8 +114,11 @@ class WorldModel(nn.Module):
         if mask is not None:
             mean, eps = mean * mask, eps * mask
         log_prob = math.gaussian_logprob(eps, log_std, mask)
-        mean, action, log_prob = math.squash(mean, mean + eps * log_std.exp(), log_prob, mask)
-        return action, {"mean": mean, "log_std": log_std, "entropy": -log_prob}
+        dims = mean.shape[-1] if mask is None else mask.sum(-1, keepdim=True)  # d: int, or (B, 1) / (1,)
+        mean, action, squashed = math.squash(mean, mean + eps * log_std.exp(), log_prob, mask)
+        scaled_entropy = -dims * log_prob
+        return action, {"mean": mean, "log_std": log_std, "entropy": -squashed, "scaled_entropy": scaled_entropy,
+                        "scaled_tanh_entropy": scaled_entropy + log_prob - squashed}
 
     def Q(self, z: torch.Tensor, action: torch.Tensor, return_type: str = "all", target: bool = False,
           detach: bool = False, task: torch.Tensor | None = None) -> torch.Tensor:
