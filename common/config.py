@@ -423,6 +423,15 @@ def _validate_dreamer(r: _Rules):
     r.choice("reward_head", ("twohot", "mse"))
     r.choice("critic_head", ("twohot", "mse"))
     r.choice("actor_grad", ("auto", "reinforce", "dynamics", "both"))
+    r.choice("actor_reg", ("entropy", "kl_uniform"))
+    r.choice("actor_dist", ("tanh_normal", "normal_clip"))
+    r.choice("critic_target", ("online", "slow"))
+    r.choice("advantage_norm", ("retnorm", "batch", "none"))
+    r.number("model_weight_decay", 0)
+    r.number("ac_weight_decay", 0)
+    if cfg.train_every is not None:  # set: it wins over train_ratio
+        r.check(_is_int(cfg.train_every, 1), "train_every", "must be null (train_ratio decides) or a positive "
+                                                            "integer (one update every N agent steps)")
     r.check(_is_int(cfg.num_bins, 2), "num_bins", "must be an integer >= 2")
     r.number("vmin")
     r.check(isinstance(cfg.vmax, (int, float)) and cfg.vmax > cfg.vmin, "vmax", f"must exceed vmin={cfg.vmin}")
