@@ -130,7 +130,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     if kind == "hockey":
         r.choice("hockey.opponent", ("auto", "weak", "strong", "none", "checkpoint", "selfplay"))
         r.choice("hockey.mode", ("auto", "normal", "shooting", "defense"))
-        r.choice("hockey.reward", ("sparse", "shaped"))
+        r.choice("hockey.reward", ("sparse", "shaped", "outcome"))
         r.choice("hockey.side", ("alternate", "left"))
         r.choice("hockey.backend", ("ours", "original", "auto"))
         r.check(cfg.hockey.opponent != "checkpoint" or bool(cfg.hockey.opponent_checkpoint),

@@ -189,3 +189,28 @@ def test_advantage_norm_modes():
 def test_hockey_aux_experiment_turns_normalisation_off():
     from tests.conftest import compose
     assert compose(["+experiment=hockey_dreamer_aux"]).advantage_norm == "none"
+
+
+# ---------------------------------------------------------------------------------------------- seed 002
+def test_hockey_dreamer_simple_composes_with_the_plans_numbers_and_updates():
+    from envs import make_env
+    from src import make_agent as build
+    from tests.conftest import compose
+    cfg = compose(["+experiment=hockey_dreamer_simple"])
+    expected = {"agent": "dreamer", "task": "hockey", "latent": "gaussian", "stoch": 64, "hidden": 256, "deter": 256,
+                "reward_head": "mse", "critic_head": "mse", "seq_len": 50, "batch_size": 16, "model_lr": 3e-4,
+                "model_grad_clip": 100, "actor_lr": 3e-5, "critic_lr": 3e-5, "buffer_size": 1_000_000,
+                "seed_steps": 1000, "horizon": 15, "discount": 0.997, "critic_ema": 0.02}
+    assert {k: cfg[k] for k in expected} == expected and cfg.hockey.reward == "outcome"
+    env, spec = make_env(cfg)
+    torch.manual_seed(0)
+    agent = build(cfg, spec, torch.device("cpu"))
+    assert agent.wm.rssm.feat_dim == 256 + 64
+    # one update on an (L=8, B=4) batch of hockey-shaped data: every part learns, nothing is NaN
+    batch = fake_batch(spec)
+    before = [p.detach().clone() for p in agent.behavior.actor.parameters()]
+    metrics = agent.update(batch)
+    assert all(torch.isfinite(v) for v in metrics.values())
+    assert any(not torch.equal(p, q) for p, q in zip(agent.behavior.actor.parameters(), before))
+    action = agent.act(env.reset(), t0=True)
+    assert action.shape == (4,) and action.abs().max() <= 1
