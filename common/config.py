@@ -302,6 +302,9 @@ def _validate_aux(r: _Rules):
     for key in ("goal_scale", "dist_scale", "shot_scale"):
         r.number(f"aux_rewards.{key}", 0)
     r.choice("aux_rewards.dist_form", ("inverse", "pbrs"))
+    r.choice("aux_rewards.scored_state", ("next", "current"))
+    r.check(rewards.scored_state != "current" or rewards.dist_form != "pbrs", "aux_rewards.scored_state",
+            "current needs dist_form=inverse (pbrs scores the transition: gamma * phi(s') - phi(s))")
     r.check(_is_int(rewards.decay_steps), "aux_rewards.decay_steps",
             "must be a non-negative integer (updates; 0 = no decay)")
     if rewards.enabled is not True:

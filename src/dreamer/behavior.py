@@ -147,7 +147,8 @@ class Behavior(nn.Module):
         if OmegaConf.select(cfg, "aux_rewards.enabled", default=False):
             ar = cfg.aux_rewards
             self.aux_rewards = {"goal_scale": float(ar.goal_scale), "dist_scale": float(ar.dist_scale),
-                                "shot_scale": float(ar.shot_scale), "dist_form": str(ar.dist_form)}
+                                "shot_scale": float(ar.shot_scale), "dist_form": str(ar.dist_form),
+                                "scored_state": str(ar.scored_state)}
 
     @property
     def needs_dynamics_grad(self) -> bool:
