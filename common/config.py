@@ -221,7 +221,7 @@ def _validate_multi_gamma(r: _Rules):
     r.number("multi_gamma.loss_weight", 0)
     r.check(isinstance(mg.debug_logging, bool), "multi_gamma.debug_logging", "must be true or false")
     r.check(isinstance(mg.grad_to_q, bool), "multi_gamma.grad_to_q", "must be true or false")
-    r.positive_int("multi_gamma.log_num_examples")
+    r.positive_int("multi_gamma.log_num_examples", "multi_gamma.log_interval_steps")
     if not mg.enabled:
         return
     gammas = list(mg.gammas) if isinstance(mg.gammas, ListConfig) else mg.gammas

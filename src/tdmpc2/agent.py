@@ -8,6 +8,8 @@ from common.scale import RunningScale
 from src.heads.aux_task import replayed_targets
 from src.tdmpc2.world_model import WorldModel
 
+PLANNER_STATS = ("planner/elite_value_mean", "planner/elite_value_std", "planner/final_std", "planner/score_entropy")
+
 
 class TDMPC2:
     """act(obs, t0, eval_mode) -> action in [-1, 1]; update(batch) -> metrics; state_dict/load_state_dict.
@@ -45,6 +47,7 @@ class TDMPC2:
         self._rho = cfg.rho ** torch.arange(cfg.horizon, device=device, dtype=torch.float32)  # (T,)
         self._aux_discounts = torch.tensor(self.discounts[1:], device=device).view(-1, 1, 1, 1)  # (m, 1, 1, 1)
         self._prev_mean = torch.zeros(cfg.horizon, spec.action_dim, device=device)
+        self._plan_stats = torch.zeros(len(PLANNER_STATS) + 1, device=device)  # sums over training plans, count
         self._plan_fn, self._update_fn = self._plan, self._update
         if cfg.compile:
             self._plan_fn = torch.compile(self._plan, mode="reduce-overhead" if device.type == "cuda" else None)
@@ -121,7 +124,18 @@ class TDMPC2:
         if not eval_mode:
             action = action + std[0] * torch.randn(A, device=self.device)
         self._prev_mean.copy_(mean)
+        if not eval_mode:  # statistics of the final MPPI iteration, summed until planner_stats() reads them
+            final_std = std.sum() / (H * (A if mask is None else mask.sum()))  # over the task's own dims
+            self._plan_stats.add_(torch.stack([elite_value.mean(), elite_value.std(correction=0), final_std,
+                                               torch.special.entr(score).sum(), torch.ones_like(final_std)]).float())
         return action.clamp(-1, 1)
+
+    def planner_stats(self) -> dict:
+        """Means over the training-time plans since the last call (which it resets), as floats: elite value
+        mean and std, final sampling std, entropy of the temperature-weighted elite scores; {} without plans."""
+        sums = self._plan_stats.tolist()
+        self._plan_stats.zero_()
+        return {name: s / sums[-1] for name, s in zip(PLANNER_STATS, sums)} if sums[-1] else {}
 
     # ------------------------------------------------------------------ learning
     def update(self, batch) -> dict:
@@ -223,9 +237,10 @@ class TDMPC2:
         return self.cfg.multi_gamma.loss_weight * per_discount.sum(), metrics
 
     @torch.no_grad()
-    def multi_gamma_snapshot(self, batch, num_examples: int) -> list[dict]:
+    def multi_gamma_snapshot(self, batch, num_examples: int, full: bool = True) -> list[dict]:
         """Per auxiliary discount, for the first `num_examples` sequences of a replay batch and each rollout
-        step: target, decoded prediction, absolute error, bootstrap, top-2 bins with probabilities, CE."""
+        step: target, decoded prediction, absolute error and, when `full` (the debug tier), bootstrap, top-2
+        bins with probabilities, CE."""
         if self.model.multi_gamma_head is None:
             return []
         self.model.eval()
@@ -240,12 +255,13 @@ class TDMPC2:
         records = []
         for i, gamma in enumerate(self.discounts[1:]):
             for b in range(obs.shape[1]):
-                records.append({
-                    "gamma": gamma, "example": b, "target": targets[i, :, b, 0].tolist(),
-                    "prediction": preds[i, :, b, 0].tolist(),
-                    "abs_error": (preds[i, :, b, 0] - targets[i, :, b, 0]).abs().tolist(),
-                    "bootstrap": bootstrap[:, b, 0].tolist(), "top2_bins": top_bin[i, :, b].tolist(),
-                    "top2_probs": top_p[i, :, b].tolist(), "ce_per_step": ce[i, :, b, 0].tolist()})
+                record = {"gamma": gamma, "example": b, "target": targets[i, :, b, 0].tolist(),
+                          "prediction": preds[i, :, b, 0].tolist(),
+                          "abs_error": (preds[i, :, b, 0] - targets[i, :, b, 0]).abs().tolist()}
+                if full:
+                    record.update({"bootstrap": bootstrap[:, b, 0].tolist(), "top2_bins": top_bin[i, :, b].tolist(),
+                                   "top2_probs": top_p[i, :, b].tolist(), "ce_per_step": ce[i, :, b, 0].tolist()})
+                records.append(record)
         return records
 
     def _update_pi(self, zs: torch.Tensor, task: torch.Tensor | None = None):
