@@ -210,3 +210,10 @@ def test_multirun_sweep_over_discount_sets(tmp_path, launcher):
     assert len(jobs) == 2 and jobs[0] != jobs[1]
     gammas = sorted(json.loads((j / "parameters.json").read_text())["multi_gamma_heads"] for j in jobs)
     assert gammas[1] == 2 * gammas[0]  # one versus two auxiliary heads
+    # each job's reference-format curve has a file of its own (they used to overwrite one another)
+    curves = sorted((tmp_path / "results" / "runs" / "gym" / "Pendulum-v1").glob("*.csv"))
+    assert len(curves) == 2, curves
+    assert all(c.name.startswith("tdmpc2-default-seed1-") for c in curves)
+    assert all(len(c.read_text().splitlines()) >= 2 for c in curves)  # header and the evaluations
+    for job in jobs:
+        assert json.loads((job / "source.json").read_text()).keys() == {"commit", "dirty"}

@@ -67,3 +67,50 @@ def test_planner_stats_reach_train_csv(tiny_tdmpc2, tmp_path):
     assert len(rows) == 2
     assert rows[0]["planner/final_std"] == "" and float(rows[1]["planner/final_std"]) > 0
     assert float(rows[1]["planner/score_entropy"]) >= 0
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+def _git(root, *args):
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_source_revision_of_a_scratch_repository(tmp_path):
+    from common.checkpoint import source_revision
+    assert source_revision(tmp_path) == {"commit": None, "dirty": None}  # not a git checkout
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    _git(tmp_path, "add", "a.py")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    sha = _git(tmp_path, "rev-parse", "HEAD").strip()
+    (tmp_path / "untracked.csv").write_text("results are not code\n")
+    assert source_revision(tmp_path) == {"commit": sha, "dirty": False}
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert source_revision(tmp_path) == {"commit": sha, "dirty": True}
+
+
+def test_run_directory_and_checkpoint_name_the_code(tiny_tdmpc2, tmp_path):
+    from common import checkpoint
+    from common.run import write_run_info
+    cfg, env, spec, agent = tiny_tdmpc2()
+    write_run_info(tmp_path, cfg, agent.parameter_counts())
+    expected = checkpoint.source_revision(ROOT)  # this checkout, as the test sees it
+    recorded = json.loads((tmp_path / "source.json").read_text())
+    assert recorded["commit"] == expected["commit"] and len(recorded["commit"]) == 40
+    assert isinstance(recorded["dirty"], bool)
+    checkpoint.save(tmp_path / "ckpt.pt", cfg, spec, agent, {"step": 0})
+    assert checkpoint.load(tmp_path / "ckpt.pt")["source"] == recorded
+
+
+def test_results_names_of_sweep_jobs_never_collide():
+    from omegaconf import OmegaConf
+    from common.run import results_csv_name
+    cfg = OmegaConf.create({"agent": "tdmpc2", "exp_name": "default", "seed": 3})
+    assert results_csv_name(cfg) == "tdmpc2-default-seed3.csv"  # a single run: the reference name
+    jobs = [["seed=3", "multi_gamma.gammas=[primary,0.97]"], ["multi_gamma.gammas=[primary,0.9,0.99]", "seed=3"],
+            ["seed=3", "multi_gamma.gammas=(primary,0.97)"], ["seed=3", "ablation=A1"], ["ablation=A2", "seed=3"],
+            ["seed=3", f"exp_name=x{'y' * 100}1"], ["seed=3", f"exp_name=x{'y' * 100}2"]]
+    names = [results_csv_name(cfg, job) for job in jobs]
+    assert len(set(names)) == len(jobs)
+    assert names[3] == "tdmpc2-default-seed3-ablation=A1.csv"  # safe and short: readable as it is
+    assert results_csv_name(cfg, ["ablation=A1", "threads=1"]) == results_csv_name(cfg, ["threads=1", "ablation=A1"])
+    assert all("/" not in n and "[" not in n and len(n) < 150 for n in names)
