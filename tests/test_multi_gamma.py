@@ -63,8 +63,8 @@ def test_targets_are_one_step_td_with_primary_bootstrap(tiny_tdmpc2):
     reward = torch.tensor([[[1.0]], [[2.0]]])  # (T=2, B=1, 1)
     terminated = torch.tensor([[[0.0]], [[1.0]]])
     bootstrap = torch.tensor([[[10.0]], [[20.0]]])
-    zs, action = torch.zeros(2, 1, cfg.latent_dim), torch.zeros(2, 1, spec.action_dim)
-    targets, logits, ce = agent._multi_gamma_terms(zs, action, reward, terminated, bootstrap)
+    feats = torch.zeros(2, 1, cfg.mlp_dim)  # the heads read the Q ensemble's hidden layer
+    targets, logits, ce = agent._multi_gamma_terms(feats, reward, terminated, bootstrap)
     expected = torch.tensor([[1 + 0.97 * 10, 2.0], [1 + 0.995 * 10, 2.0]]).view(2, 2, 1, 1)
     assert torch.allclose(targets, expected)
     assert logits.shape == (2, 2, 1, cfg.num_bins) and ce.shape == (2, 2, 1, 1)
@@ -81,8 +81,9 @@ def test_auxiliary_loss_reaches_encoder_and_dynamics_but_not_policy(tiny_tdmpc2,
         next_z = agent.model.encode(batch["obs"][1:])
         bootstrap = agent.model.Q(next_z, agent.model.pi(next_z)[0], return_type="min", target=True)
     zs = agent._rollout(batch["obs"][0], batch["action"][1:])
-    loss, metrics = agent._multi_gamma_loss(zs[:-1], batch["action"][1:], batch["reward"][1:],
-                                            batch["terminated"][1:], bootstrap)
+    _, q_feats = agent.model.Q_with_features(zs[:-1], batch["action"][1:])  # the update's ensemble forward
+    feats = agent._multi_gamma_input(zs[:-1], batch["action"][1:], q_feats)
+    loss, metrics = agent._multi_gamma_loss(feats, batch["reward"][1:], batch["terminated"][1:], bootstrap)
     loss.backward()
     m = agent.model
     reached = (m.encoder, m.dynamics, m.multi_gamma_head) + ((m.q_ensemble,) if grad_to_q else ())

@@ -167,7 +167,7 @@ class TDMPC2:
         zs = self._rollout(obs[0], action, task)  # (T+1, B, latent)
         consistency_loss = ((zs[1:] - next_z).pow(2).mean((1, 2)) * self._rho).sum()
         _zs = zs[:-1]
-        q_logits = m.Q(_zs, action, return_type="all", task=task)  # (num_q, T, B, num_bins)
+        q_logits, q_feats = m.Q_with_features(_zs, action, task=task)  # (num_q, T, B, num_bins), (T, B, mlp_dim)
         reward_ce = m.two_hot.ce(m.reward(_zs, action, task), reward)  # (T, B, 1)
         value_ce = m.two_hot.ce(q_logits, td_target.unsqueeze(0))  # (num_q, T, B, 1)
         consistency_loss = consistency_loss / T
@@ -182,7 +182,8 @@ class TDMPC2:
         metrics = {"consistency_loss": consistency_loss, "reward_loss": reward_loss, "value_loss": value_loss,
                    "termination_loss": termination_loss}
         if m.multi_gamma_head is not None:
-            aux_loss, aux_metrics = self._multi_gamma_loss(_zs, action, reward, terminated, bootstrap)
+            aux_loss, aux_metrics = self._multi_gamma_loss(self._multi_gamma_input(_zs, action, q_feats), reward,
+                                                           terminated, bootstrap)
             total = total + aux_loss
             metrics.update(aux_metrics)
         if m.aux_heads is not None:  # auxiliary task heads on the rollout latents, rho**t weighted like the reward
@@ -212,20 +213,24 @@ class TDMPC2:
             zs.append(z)
         return torch.stack(zs)
 
-    def _multi_gamma_terms(self, zs, action, reward, terminated, bootstrap):
+    def _multi_gamma_input(self, zs, action, q_feats):
+        """What the heads read, (T, B, mlp_dim): the Q ensemble's hidden layer of (z_t, a_t) (the targets are
+        action values). grad_to_q=true: the update's own ensemble forward `q_feats`, so their loss trains the
+        ensemble too; false: a forward with detached ensemble weights (the gradient reaches z only)."""
+        return q_feats if self.cfg.multi_gamma.grad_to_q else self.model.Q_features(zs, action, detach=True)
+
+    def _multi_gamma_terms(self, feats, reward, terminated, bootstrap):
         """One-step TD targets r + gamma_i (1 - term) V(s') for each auxiliary discount, with the primary
-        bootstrap V (no gradient): targets (m, T, B, 1), logits (m, T, B, num_bins), CE (m, T, B, 1).
-        The heads read the Q ensemble's hidden layer of (z_t, a_t) (the targets are action values); with
-        multi_gamma.grad_to_q=false the ensemble's weights get none of their gradient."""
+        bootstrap V (no gradient): targets (m, T, B, 1), logits (m, T, B, num_bins) of the heads on `feats`
+        (`_multi_gamma_input`), CE (m, T, B, 1)."""
         targets = reward + self._aux_discounts * (1 - terminated) * bootstrap
-        feats = self.model.Q_features(zs, action, detach=not self.cfg.multi_gamma.grad_to_q)  # (T, B, mlp_dim)
         logits = self.model.multi_gamma_head(feats)
         return targets, logits, self.model.two_hot.ce(logits, targets)
 
-    def _multi_gamma_loss(self, zs, action, reward, terminated, bootstrap):
+    def _multi_gamma_loss(self, feats, reward, terminated, bootstrap):
         """Two-hot cross-entropy of each auxiliary head, rho**t weighted, averaged over the horizon."""
         m, T = self.model, self.cfg.horizon
-        _, logits, ce = self._multi_gamma_terms(zs, action, reward, terminated, bootstrap)
+        _, logits, ce = self._multi_gamma_terms(feats, reward, terminated, bootstrap)
         per_discount = (ce.mean((2, 3)) * self._rho).sum(1) / T  # (m,)
         with torch.no_grad():
             decoded = m.two_hot.decode(logits)  # (m, T, B, 1)
@@ -249,7 +254,7 @@ class TDMPC2:
         next_z = self.model.encode(obs[1:])
         bootstrap = self.model.Q(next_z, self.model.pi(next_z)[0], return_type="min", target=True)  # (T, B, 1)
         zs = self._rollout(obs[0], action)[:-1]  # (T, B, latent)
-        targets, logits, ce = self._multi_gamma_terms(zs, action, reward, terminated, bootstrap)
+        targets, logits, ce = self._multi_gamma_terms(self.model.Q_features(zs, action), reward, terminated, bootstrap)
         preds = self.model.two_hot.decode(logits)  # (m, T, B, 1)
         top_p, top_bin = logits.softmax(-1).topk(2, dim=-1)  # (m, T, B, 2)
         records = []

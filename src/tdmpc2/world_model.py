@@ -128,13 +128,20 @@ class WorldModel(nn.Module):
         values = self.two_hot.decode(net(za, members=members, detach=detach))  # (2, ..., 1)
         return values.min(0).values if return_type == "min" else values.mean(0)
 
-    def Q_features(self, z: torch.Tensor, action: torch.Tensor, detach: bool = False) -> torch.Tensor:
+    def Q_features(self, z: torch.Tensor, action: torch.Tensor, detach: bool = False,
+                   task: torch.Tensor | None = None) -> torch.Tensor:
         """The online Q ensemble's last hidden layer for (z, action), averaged over members: (..., mlp_dim), what
-        the multi-discount heads read (single task). `detach`: gradient-free ensemble weights (the gradient
-        still reaches z)."""
-        za = torch.cat([z, action], -1)
+        the multi-discount heads read. `detach`: gradient-free ensemble weights (the gradient still reaches z)."""
+        return self.Q_with_features(z, action, detach, task)[1]
+
+    def Q_with_features(self, z: torch.Tensor, action: torch.Tensor, detach: bool = False,
+                        task: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q(..., return_type='all') logits (num_q, ..., num_bins) and `Q_features` from one ensemble forward."""
+        za = torch.cat([self.with_task(z, task), action], -1)
         h = self.q_ensemble.features(za, detach=detach)  # (num_q, N, mlp_dim), N = prod(leading dims)
-        return h.mean(0).reshape(*za.shape[:-1], h.shape[-1])
+        logits = self.q_ensemble.out(h, None, detach)  # (num_q, N, num_bins)
+        return (logits.reshape(h.shape[0], *za.shape[:-1], logits.shape[-1]),
+                h.mean(0).reshape(*za.shape[:-1], h.shape[-1]))
 
     @torch.no_grad()
     def update_target_q(self, tau: float) -> None:
