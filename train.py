@@ -22,7 +22,7 @@ def main(cfg) -> None:
         sys.exit(f"Config error: {e}")
     from common.buffer import Buffer
     from common.logger import Logger, write_reference_csv
-    from common.run import (buffer_capacity, buffer_storage, device_of,
+    from common.run import (buffer_capacity, buffer_storage, device_of, results_csv_name,
                             find_resume_checkpoint, restore, seed_everything, write_run_info)
     from envs import make_env
     from src import make_agent
@@ -88,8 +88,9 @@ def main(cfg) -> None:
     if cfg.trainer == "offline":  # its steps are updates: no curve in the reference format (environment steps)
         print(f"Done: {trainer.step} updates. Run directory {run_dir}")
         return
-    results = Path(hydra.utils.get_original_cwd()) / "results" / "runs" / spec.task / \
-        f"{cfg.agent}-{cfg.exp_name}-seed{cfg.seed}.csv"
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN  # a sweep's jobs: their overrides join the name
+    results = Path(hydra.utils.get_original_cwd()) / "results" / "runs" / spec.task / results_csv_name(
+        cfg, list(HydraConfig.get().overrides.task) if multirun else None)
     write_reference_csv(logger.csv("eval").rows(), results, cfg.seed)
     print(f"Done: {trainer.step} steps. Run directory {run_dir}; eval curve {results}")
 

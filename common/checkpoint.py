@@ -5,8 +5,10 @@ Saves are atomic (temporary file, then rename), and each checkpoint names its ow
 so a run killed at any moment leaves the previous checkpoint and its buffer intact.
 """
 import dataclasses
+import functools
 import random
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,30 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def source_revision(root: Path | None = None) -> dict:
+    """{'commit': HEAD's SHA, 'dirty': whether tracked files differ from it} of the git checkout at `root`
+    (default: this code's, read once per process, so every record of a run names the code it started with);
+    both None outside a git checkout. Frozen baselines are traced through it (seed 001)."""
+    return dict(_code_revision() if root is None else _revision(Path(root)))
+
+
+@functools.cache
+def _code_revision() -> dict:
+    return _revision(Path(__file__).resolve().parent.parent)
+
+
+def _revision(root: Path) -> dict:
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                              timeout=30).stdout
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
 def save(path: Path, cfg, spec, agent, trainer_state: dict, buffer=None, policy_only: bool = False) -> None:
     """`policy_only`: only what acting needs (`agent.policy_state()`, e.g. self-play snapshots); such a file
     serves evaluation and opponents (src/policy.py), not resuming."""
@@ -58,7 +84,8 @@ def save(path: Path, cfg, spec, agent, trainer_state: dict, buffer=None, policy_
     payload = {"format_version": FORMAT_VERSION, "config": OmegaConf.to_container(cfg, resolve=True),
                "spec": dataclasses.asdict(spec), "agent": agent.policy_state() if policy_only else agent.state_dict(),
                "policy_only": policy_only, "trainer": trainer_state, "rng": rng_state(),
-               "buffer_dir": buffer_dir, "buffer_state": buffer.state_dict() if buffer is not None else None}
+               "buffer_dir": buffer_dir, "buffer_state": buffer.state_dict() if buffer is not None else None,
+               "source": source_revision()}
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)

@@ -135,7 +135,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     if kind == "hockey":
         r.choice("hockey.opponent", ("auto", "weak", "strong", "none", "checkpoint", "selfplay"))
         r.choice("hockey.mode", ("auto", "normal", "shooting", "defense"))
-        r.choice("hockey.reward", ("sparse", "shaped"))
+        r.choice("hockey.reward", ("sparse", "shaped", "outcome"))
         r.choice("hockey.side", ("alternate", "left"))
         r.choice("hockey.backend", ("ours", "original", "auto"))
         r.check(cfg.hockey.opponent != "checkpoint" or bool(cfg.hockey.opponent_checkpoint),
@@ -226,7 +226,8 @@ def _validate_multi_gamma(r: _Rules):
     r.choice("multi_gamma.head", ("joint", "separate"))
     r.number("multi_gamma.loss_weight", 0)
     r.check(isinstance(mg.debug_logging, bool), "multi_gamma.debug_logging", "must be true or false")
-    r.positive_int("multi_gamma.log_num_examples")
+    r.check(isinstance(mg.grad_to_q, bool), "multi_gamma.grad_to_q", "must be true or false")
+    r.positive_int("multi_gamma.log_num_examples", "multi_gamma.log_interval_steps")
     if not mg.enabled:
         return
     gammas = list(mg.gammas) if isinstance(mg.gammas, ListConfig) else mg.gammas
@@ -308,6 +309,9 @@ def _validate_aux(r: _Rules):
     for key in ("goal_scale", "dist_scale", "shot_scale"):
         r.number(f"aux_rewards.{key}", 0)
     r.choice("aux_rewards.dist_form", ("inverse", "pbrs"))
+    r.choice("aux_rewards.scored_state", ("next", "current"))
+    r.check(rewards.scored_state != "current" or rewards.dist_form != "pbrs", "aux_rewards.scored_state",
+            "current needs dist_form=inverse (pbrs scores the transition: gamma * phi(s') - phi(s))")
     r.check(_is_int(rewards.decay_steps), "aux_rewards.decay_steps",
             "must be a non-negative integer (updates; 0 = no decay)")
     if rewards.enabled is not True:
@@ -429,6 +433,15 @@ def _validate_dreamer(r: _Rules):
     r.choice("reward_head", ("twohot", "mse"))
     r.choice("critic_head", ("twohot", "mse"))
     r.choice("actor_grad", ("auto", "reinforce", "dynamics", "both"))
+    r.choice("actor_reg", ("entropy", "kl_uniform"))
+    r.choice("actor_dist", ("tanh_normal", "normal_clip"))
+    r.choice("critic_target", ("online", "slow"))
+    r.choice("advantage_norm", ("retnorm", "batch", "none"))
+    r.number("model_weight_decay", 0)
+    r.number("ac_weight_decay", 0)
+    if cfg.train_every is not None:  # set: it wins over train_ratio
+        r.check(_is_int(cfg.train_every, 1), "train_every", "must be null (train_ratio decides) or a positive "
+                                                            "integer (one update every N agent steps)")
     r.check(_is_int(cfg.num_bins, 2), "num_bins", "must be an integer >= 2")
     r.number("vmin")
     r.check(isinstance(cfg.vmax, (int, float)) and cfg.vmax > cfg.vmin, "vmax", f"must exceed vmin={cfg.vmin}")

@@ -132,16 +132,20 @@ class EnsembleMLP(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout else None
 
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None, detach: bool = False) -> torch.Tensor:
+        h = self.features(x, members, detach)
+        out = self.out(h, members, detach)
+        return out.reshape(h.shape[0], *x.shape[:-1], out.shape[-1])  # (members, ..., out_dim)
+
+    def features(self, x: torch.Tensor, members: torch.Tensor | None = None, detach: bool = False) -> torch.Tensor:
+        """The last hidden layer, (members, N, hidden) with N = the product of x's leading dims."""
         n = self.size if members is None else len(members)
-        lead = x.shape[:-1]
         h = x.reshape(1, -1, x.shape[-1]).expand(n, -1, -1)  # (members, N, in_dim)
         for i, (linear, norm) in enumerate(zip(self.hidden, self.norms)):
             h = linear(h, members, detach)
             if i == 0 and self.dropout is not None:
                 h = self.dropout(h)
             h = mish(norm(h, members, detach))
-        out = self.out(h, members, detach)
-        return out.reshape(n, *lead, out.shape[-1])  # (members, ..., out_dim)
+        return h
 
 
 class ShiftAug(nn.Module):

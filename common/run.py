@@ -1,6 +1,8 @@
 """Setting up a run: device, threads, seeds, run directory, resuming. Shared by train.py and evaluate.py."""
+import hashlib
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -87,6 +89,22 @@ def adopt_previous_metrics(ckpt_path: Path, run_dir: Path, step: int, logger) ->
     logger.truncate_after(step)
 
 
+def results_csv_name(cfg, job_overrides=None) -> str:
+    """File name of the reference-format eval curve: `<agent>-<exp_name>-seed<N>.csv`. A sweep's job (its
+    overrides given) adds them, less `seed`, sorted, so jobs that differ in any override never share a file:
+    `tdmpc2-default-seed1-multi_gamma.gammas=_primary,0.97_-1a2b3c4d.csv`. Characters unsafe in file names become
+    `_`; then, or past 80 characters (cut there), a hash of the exact overrides keeps the name unique."""
+    name = f"{cfg.agent}-{cfg.exp_name}-seed{cfg.seed}"
+    overrides = ",".join(sorted(o for o in job_overrides or () if o.split("=")[0].lstrip("+~") != "seed"))
+    if overrides:
+        safe = re.sub(r"[^A-Za-z0-9._=,+-]", "_", overrides)
+        if safe != overrides or len(safe) > 80:
+            safe = safe[:80] + "-" + hashlib.sha1(overrides.encode()).hexdigest()[:8]
+        name += "-" + safe
+    return name + ".csv"
+
+
 def write_run_info(run_dir: Path, cfg, counts: dict) -> None:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (run_dir / "parameters.json").write_text(json.dumps(counts, indent=2))
+    (run_dir / "source.json").write_text(json.dumps(checkpoint.source_revision(), indent=2))  # commit, dirty

@@ -20,7 +20,8 @@ class RescaleAction(gym.ActionWrapper):
 class TorchEnv:
     """gymnasium env -> torch. `reset() -> obs`, `step(action) -> (obs, reward, done, info)` with
     info carrying `terminated`, `truncated` and `success` (plus the env's own info entries). Time-limit
-    truncation is not termination. Repeats each action `action_repeat` times, summing rewards."""
+    truncation is not termination. Repeats each action `action_repeat` times, summing rewards. Continuous
+    actions are clipped to [-1, 1] here (Dreamer's actor_dist=normal_clip sends unbounded Gaussian samples)."""
 
     def __init__(self, env: gym.Env, action_repeat: int, seed: int):
         self.env, self.action_repeat = env, action_repeat
@@ -37,7 +38,7 @@ class TorchEnv:
 
     def step(self, action: torch.Tensor):
         action = action.detach().cpu().numpy()
-        env_action = int(action.argmax()) if self.discrete else action
+        env_action = int(action.argmax()) if self.discrete else np.clip(action, -1.0, 1.0)
         reward, info = 0.0, {}
         for _ in range(self.action_repeat):
             obs, r, terminated, truncated, info = self.env.step(env_action)

@@ -112,6 +112,22 @@ def test_aux_reward_formula(form):
     assert torch.allclose(sum(terms.values()), reward)
 
 
+def test_aux_reward_scored_state_current_reads_states_before_the_transition():
+    """scored_state=current: the transition t -> t+1 is scored on state t (the seed's states[:-1])."""
+    pred = {"goal_prob": torch.tensor([0.9, 0.5, 1.0]).view(3, 1, 1),
+            "puck_goal_dist": torch.tensor([1.5, 0.05, 3.5]).view(3, 1, 1),
+            "shot_quality": torch.tensor([0.7, 0.2, 0.4]).view(3, 1, 1)}
+    phi = [0.0, 1 / 0.6 - 0.5]
+    expected = [0.1 * 0.9 + 0.05 * phi[0] + 0.05 * 0.7, 0.1 * 0.5 + 0.05 * phi[1] + 0.05 * 0.2]
+    reward, _ = aux_reward(pred, 0.1, 0.05, 0.05, "inverse", 0.9, scored_state="current")
+    assert torch.allclose(reward.flatten(), torch.tensor(expected), atol=1e-6)
+    with pytest.raises(ConfigError, match=r"aux_rewards.scored_state='current': current needs dist_form=inverse"):
+        compose([*AUX_ON, "agent=dreamer", "aux_rewards.enabled=true", "aux_rewards.scored_state=current",
+                 "aux_rewards.dist_form=pbrs"])
+    agent = dreamer("aux_rewards.enabled=true", "aux_rewards.scored_state=current")
+    assert agent.behavior.aux_rewards["scored_state"] == "current"
+
+
 # ---------------------------------------------------------------------------------------------- Dreamer
 def dreamer(*overrides):
     from src.dreamer.agent import Dreamer

@@ -229,3 +229,35 @@ def test_mode_names():
     assert set(task_mod.MODES) == {"normal", "shooting", "defense"}
     env = make_hockey_env(mode="defense", opponent="none")
     assert env.game.mode == Mode.TRAIN_DEFENSE
+
+
+def test_reward_outcome_is_win_loss_only_at_the_end():
+    """Scripted episodes: the strong BasicOpponent's controller as the learner against an idle keeper (wins and
+    draws at the time limit in the shooting drill), and an idle learner in the defense drill (a loss).
+    Only the final step is rewarded: +1, 0 or -1."""
+    from envs.hockey.opponents import BasicOpponent
+
+    def episode(env, policy):
+        obs, _ = env.reset()
+        rewards = []
+        while True:
+            obs, r, term, trunc, info = env.step(policy(obs))
+            rewards.append(r)
+            if term or trunc:
+                return rewards, info
+
+    shooter = BasicOpponent(weak=False, rng=np.random.RandomState(0))
+    env = make_hockey_env(opponent="none", mode="shooting", reward="outcome", seed=0, side="left")
+    results = {}  # winner -> the episode's rewards
+    for _ in range(8):
+        rewards, info = episode(env, shooter.act)
+        results[info["winner"]] = rewards
+    idle = make_hockey_env(opponent="none", mode="defense", reward="outcome", seed=3)
+    rewards, info = episode(idle, lambda o: np.zeros(4))
+    results[info["winner"]] = rewards
+    assert info["sparse_reward"] != -1  # the game's own reward (-10 plus closeness shaping) is still in info
+    assert set(results) == {1, 0, -1}
+    for winner, rewards in results.items():
+        assert rewards[:-1] == [0.0] * (len(rewards) - 1) and rewards[-1] == float(winner)
+    with pytest.raises(ValueError, match="'sparse', 'shaped' or 'outcome'"):
+        make_hockey_env(reward="goals")

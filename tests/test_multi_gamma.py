@@ -63,27 +63,33 @@ def test_targets_are_one_step_td_with_primary_bootstrap(tiny_tdmpc2):
     reward = torch.tensor([[[1.0]], [[2.0]]])  # (T=2, B=1, 1)
     terminated = torch.tensor([[[0.0]], [[1.0]]])
     bootstrap = torch.tensor([[[10.0]], [[20.0]]])
-    zs = torch.zeros(2, 1, cfg.latent_dim)
-    targets, logits, ce = agent._multi_gamma_terms(zs, reward, terminated, bootstrap)
+    feats = torch.zeros(2, 1, cfg.mlp_dim)  # the heads read the Q ensemble's hidden layer
+    targets, logits, ce = agent._multi_gamma_terms(feats, reward, terminated, bootstrap)
     expected = torch.tensor([[1 + 0.97 * 10, 2.0], [1 + 0.995 * 10, 2.0]]).view(2, 2, 1, 1)
     assert torch.allclose(targets, expected)
     assert logits.shape == (2, 2, 1, cfg.num_bins) and ce.shape == (2, 2, 1, 1)
 
 
-def test_auxiliary_loss_reaches_encoder_and_dynamics_but_not_policy(tiny_tdmpc2):
-    cfg, spec, agent, buffer = _agent_and_buffer(tiny_tdmpc2, *ON)
+@pytest.mark.parametrize("grad_to_q", [True, False])
+def test_auxiliary_loss_reaches_encoder_and_dynamics_but_not_policy(tiny_tdmpc2, grad_to_q):
+    """Seed 001 section 4.1: encoder, dynamics and (grad_to_q=true, the default) the Q ensemble, never the
+    policy prior or the target Q."""
+    cfg, spec, agent, buffer = _agent_and_buffer(tiny_tdmpc2, *ON, f"multi_gamma.grad_to_q={grad_to_q}")
     _randomize(agent.model.multi_gamma_head)  # zero-initialised heads pass no gradient to the latent
     batch = buffer.sample()
     with torch.no_grad():
         next_z = agent.model.encode(batch["obs"][1:])
         bootstrap = agent.model.Q(next_z, agent.model.pi(next_z)[0], return_type="min", target=True)
     zs = agent._rollout(batch["obs"][0], batch["action"][1:])
-    loss, metrics = agent._multi_gamma_loss(zs[:-1], batch["reward"][1:], batch["terminated"][1:], bootstrap)
+    _, q_feats = agent.model.Q_with_features(zs[:-1], batch["action"][1:])  # the update's ensemble forward
+    feats = agent._multi_gamma_input(zs[:-1], batch["action"][1:], q_feats)
+    loss, metrics = agent._multi_gamma_loss(feats, batch["reward"][1:], batch["terminated"][1:], bootstrap)
     loss.backward()
     m = agent.model
-    for module in (m.encoder, m.dynamics, m.multi_gamma_head):
+    reached = (m.encoder, m.dynamics, m.multi_gamma_head) + ((m.q_ensemble,) if grad_to_q else ())
+    for module in reached:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
-    for module in (m.policy_prior, m.q_ensemble, m.target_q):
+    for module in (m.policy_prior, m.target_q) + (() if grad_to_q else (m.q_ensemble,)):
         assert all(p.grad is None for p in module.parameters())
     assert set(metrics) >= {"aux_value_ce/mean", "aux_value_ce/g0.97", "aux_value_ce/g0.995",
                             "aux_value_pred_mean/g0.97", "aux_value_pred_std/g0.995"}
@@ -205,3 +211,10 @@ def test_multirun_sweep_over_discount_sets(tmp_path, launcher):
     assert len(jobs) == 2 and jobs[0] != jobs[1]
     gammas = sorted(json.loads((j / "parameters.json").read_text())["multi_gamma_heads"] for j in jobs)
     assert gammas[1] == 2 * gammas[0]  # one versus two auxiliary heads
+    # each job's reference-format curve has a file of its own (they used to overwrite one another)
+    curves = sorted((tmp_path / "results" / "runs" / "gym" / "Pendulum-v1").glob("*.csv"))
+    assert len(curves) == 2, curves
+    assert all(c.name.startswith("tdmpc2-default-seed1-") for c in curves)
+    assert all(len(c.read_text().splitlines()) >= 2 for c in curves)  # header and the evaluations
+    for job in jobs:
+        assert json.loads((job / "source.json").read_text()).keys() == {"commit", "dirty"}

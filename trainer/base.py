@@ -24,6 +24,7 @@ class BaseTrainer:
         self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
         self.step = 0
         self._elapsed = 0.0
+        self._next_multi_gamma_log = 0  # not checkpointed: a resumed run writes its first snapshot at once
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -96,11 +97,15 @@ class BaseTrainer:
         return row
 
     def _multi_gamma_snapshot(self) -> None:
-        """multi_gamma.debug_logging: a bounded snapshot of the auxiliary heads, as JSON lines."""
+        """Every multi_gamma.log_interval_steps steps (at the first call past each multiple; online: episode
+        ends), a bounded snapshot of the auxiliary heads as JSON lines: the standard tier has 4 examples'
+        targets and predictions, multi_gamma.debug_logging=true up to log_num_examples with every field."""
         mg = self.cfg.multi_gamma
-        if not (mg.enabled and mg.debug_logging and len(self.buffer) > 0):
+        if not (mg.enabled and len(self.buffer) > 0) or self.step < self._next_multi_gamma_log:
             return
-        records = self.agent.multi_gamma_snapshot(self.buffer.sample(), mg.log_num_examples)
+        self._next_multi_gamma_log = (self.step // mg.log_interval_steps + 1) * mg.log_interval_steps
+        examples = mg.log_num_examples if mg.debug_logging else min(4, mg.log_num_examples)
+        records = self.agent.multi_gamma_snapshot(self.buffer.sample(), examples, full=mg.debug_logging)
         with open(self.run_dir / "multi_gamma_snapshots.jsonl", "a") as f:
             for record in records:
                 f.write(json.dumps({"step": self.step, **record}) + "\n")

@@ -43,8 +43,8 @@ class OfflineTrainer(BaseTrainer):
             while self.step < cfg.steps:
                 if self.step >= self._next_eval:
                     progress.eval_return = self._log_eval(start)["episode_reward"]
-                    self._multi_gamma_snapshot()
                     self._next_eval += cfg.eval_freq
+                self._multi_gamma_snapshot()
                 t0 = time.perf_counter()
                 metrics = self.agent.update(self.buffer.sample())
                 dt = time.perf_counter() - t0

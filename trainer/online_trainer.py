@@ -76,8 +76,8 @@ class OnlineTrainer(BaseTrainer):
                 if self.step >= self._next_eval:
                     last_eval = self._log_eval(start)
                     progress.eval_return = last_eval["episode_reward"]
-                    self._multi_gamma_snapshot()
                     self._next_eval += cfg.eval_freq
+                self._multi_gamma_snapshot()
                 self._selfplay_snapshot()
                 t_episode = time.time()
                 steps_before = self.step
@@ -88,7 +88,8 @@ class OnlineTrainer(BaseTrainer):
                 row = {"episode": self.episode, "episode_reward": ret, "episode_length": length,
                        "episode_success": info.get("success", 0.0), "fps": fps,
                        "elapsed_time": self._elapsed, "updates": self.updates, "peak_memory_mb": _peak_memory_mb(),
-                       **self._game_stats(info), **metrics}
+                       **self._game_stats(info), **metrics,
+                       **(self.agent.planner_stats() if hasattr(self.agent, "planner_stats") else {})}
                 if self.episode % cfg.logger.log_freq == 0:
                     self.logger.log(row, self.step, "train")
                 progress.episode_return = ret

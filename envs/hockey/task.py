@@ -28,6 +28,8 @@ reward
     ``touch = 0.25`` (per catch; at most ~17 catches per 251-step game, so it can never out-earn a goal) and
     ``direction = 5.0`` (``reward_puck_direction`` is ``v_x / (25 T)`` in the learner's frame, so a shot at
     40 units/s towards the opponent goal earns about +0.03 per step in NORMAL). ``shaping_weights`` overrides.
+    ``"outcome"``: win/loss only, +1 on the final step of a won game, -1 of a lost one, 0 on every other step
+    and for a draw (no closeness shaping): the bounded sparse reward the simplified Dreamer plan assumes.
 side
     ``"alternate"`` (default): the learner plays left in even episodes and right in odd ones (as player two it
     sees ``obs_agent_two()`` and acts in its mirrored frame; the game is point-symmetric). Because the game
@@ -121,8 +123,8 @@ class HockeyTask(gym.Env):
                  render_mode: str | None = "rgb_array", env_kwargs: dict | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, not {mode!r}")
-        if reward not in ("sparse", "shaped"):
-            raise ValueError(f"reward must be 'sparse' or 'shaped', not {reward!r}")
+        if reward not in ("sparse", "shaped", "outcome"):
+            raise ValueError(f"reward must be 'sparse', 'shaped' or 'outcome', not {reward!r}")
         if side not in ("alternate", "left"):
             raise ValueError(f"side must be 'alternate' or 'left', not {side!r}")
         if timeout not in ("terminated", "truncated"):
@@ -221,6 +223,8 @@ class HockeyTask(gym.Env):
             r = sparse + self.weights["touch"] * info["reward_touch_puck"] + \
                 self.weights["direction"] * info["reward_puck_direction"]
         done = bool(terminated or truncated)
+        if self.reward_kind == "outcome":  # the game reports a winner only on the step that ends it
+            r = float(winner) if done else 0.0
         if done and winner == 0 and self.timeout == "truncated":
             terminated, truncated = False, True
         out = {

@@ -10,7 +10,7 @@ from src.heads.aux_task import replayed_targets
 
 class Dreamer:
     """World model (RSSM) trained on replayed sequences; actor-critic trained on imagined rollouts from every
-    posterior state of the batch. Separate Adam optimisers and gradient clipping for the three parts.
+    posterior state of the batch. Separate AdamW optimisers and gradient clipping for the three parts.
 
     act(obs, t0, eval_mode) keeps the recurrent state and previous action between calls and resets them when
     t0=True; eval_mode=True is deterministic (latent mode and policy mode)."""
@@ -26,11 +26,17 @@ class Dreamer:
         self.precision = resolve(cfg.precision, self.device)  # fp32 | bf16 | bf16_emulated (common/precision.py)
         self.behavior = Behavior(cfg, self.wm.rssm.feat_dim, spec.action_dim, spec.discrete, activation(cfg.act),
                                  self.discount).to(self.device)
-        self.model_opt = torch.optim.Adam(self.wm.parameters(), lr=cfg.model_lr, eps=cfg.model_eps)
-        self.actor_opt = torch.optim.Adam(self.behavior.actor.parameters(), lr=cfg.actor_lr, eps=cfg.ac_eps)
-        self.critic_opt = torch.optim.Adam(self.behavior.critic.parameters(), lr=cfg.critic_lr, eps=cfg.ac_eps)
+        # AdamW: decoupled weight decay (DreamerV2); with *_weight_decay=0 it is exactly Adam
+        self.model_opt = torch.optim.AdamW(self.wm.parameters(), lr=cfg.model_lr, eps=cfg.model_eps,
+                                           weight_decay=cfg.model_weight_decay)
+        self.actor_opt = torch.optim.AdamW(self.behavior.actor.parameters(), lr=cfg.actor_lr, eps=cfg.ac_eps,
+                                           weight_decay=cfg.ac_weight_decay)
+        self.critic_opt = torch.optim.AdamW(self.behavior.critic.parameters(), lr=cfg.critic_lr, eps=cfg.ac_eps,
+                                            weight_decay=cfg.ac_weight_decay)
         self.seq_len, self.batch_size = int(cfg.seq_len), int(cfg.batch_size)
-        self.updates_per_step = float(cfg.train_ratio) / (self.batch_size * self.seq_len)
+        # train_every (when set) wins over train_ratio: one update every train_every agent steps
+        self.updates_per_step = 1.0 / cfg.train_every if cfg.train_every else \
+            float(cfg.train_ratio) / (self.batch_size * self.seq_len)
         self._wm_fn, self._actor_fn, self._critic_fn = self._wm_loss, self._actor_loss, self.behavior.critic_loss
         if cfg.compile:  # forward and (through AOTAutograd) backward graphs of each loss are compiled
             self._wm_fn = torch.compile(self._wm_loss)

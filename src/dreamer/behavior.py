@@ -3,6 +3,7 @@ weighted by predicted continues, and return normalisation (EMA of the 5th-95th p
 the framework's `RunningScale`). With `aux_rewards.enabled` the rewards of imagined transitions get the
 auxiliary heads' dense shaping terms (src/heads/aux_task.py), computed without gradient."""
 import copy
+import math
 
 import torch
 import torch.nn as nn
@@ -35,12 +36,14 @@ def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor
 
 
 class Actor(nn.Module):
-    """Tanh-squashed Gaussian (continuous) or one-hot categorical with unimix (discrete)."""
+    """Tanh-squashed Gaussian (`dist=tanh_normal`) or plain Gaussian whose samples the environment wrapper
+    clips to [-1, 1] (`dist=normal_clip`, DreamerV1's option: envs/wrappers.py TorchEnv clips), for continuous
+    actions; one-hot categorical with unimix for discrete ones."""
 
     def __init__(self, feat_dim: int, action_dim: int, discrete: bool, hidden: int, layers: int, act,
-                 min_std: float, max_std: float, unimix: float):
+                 min_std: float, max_std: float, unimix: float, dist: str = "tanh_normal"):
         super().__init__()
-        self.action_dim, self.discrete = action_dim, discrete
+        self.action_dim, self.discrete, self.squashed = action_dim, discrete, dist == "tanh_normal"
         self.min_std, self.max_std, self.unimix = min_std, max_std, unimix
         self.net = mlp(feat_dim, [hidden] * layers, action_dim if discrete else 2 * action_dim, hidden_act=act)
 
@@ -64,10 +67,10 @@ class Actor(nn.Module):
             idx = a.argmax(-1) if deterministic else gumbel_argmax(a.log())
             onehot = F.one_hot(idx, self.action_dim).to(a.dtype)
             return onehot + a - a.detach(), onehot
-        if deterministic:
-            return torch.tanh(a), a.detach()
+        if deterministic:  # normal_clip returns the Gaussian's own values: the env wrapper clips them
+            return (torch.tanh(a) if self.squashed else a), a.detach()
         raw = a + std * torch.randn_like(std)
-        return torch.tanh(raw), raw.detach()
+        return (torch.tanh(raw) if self.squashed else raw), raw.detach()
 
     def log_prob_entropy(self, feat, raw):
         """log pi(raw | feat) and an entropy estimate, both (..., 1). For the tanh-Gaussian the entropy is
@@ -77,10 +80,28 @@ class Actor(nn.Module):
             logp = a.log()
             return (raw * logp).sum(-1, keepdim=True), -(a * logp).sum(-1, keepdim=True)
         log_std = std.log()
+        if not self.squashed:  # plain Gaussian: exact entropy
+            return gaussian_logprob((raw - a) / std, log_std), (log_std + 0.5 * math.log(2 * math.pi * math.e)
+                                                                ).sum(-1, keepdim=True)
         _, _, logp = squash(a, raw, gaussian_logprob((raw - a) / std, log_std))
         eps = torch.randn_like(std)
         _, _, logp_fresh = squash(a, a + std * eps, gaussian_logprob(eps, log_std))
         return logp, -logp_fresh
+
+    def kl_uniform(self, feat, entropy):
+        """KL(pi || uninformative prior), (..., 1), given `log_prob_entropy`'s entropy (DreamerV1 notes, seed 004).
+        Discrete: the uniform categorical, log K - H. Tanh-Gaussian: the uniform on [-1, 1]^A, A log 2 - H (the
+        entropy bonus up to a constant: the same gradient). Plain Gaussian: the uniform has no density off
+        [-1, 1], so its moment-matched Normal N(0, 1/3) per dim, in closed form: unlike the entropy bonus this
+        pulls means back inside the clipping range."""
+        if self.discrete:
+            return math.log(self.action_dim) - entropy
+        if self.squashed:
+            return self.action_dim * math.log(2.0) - entropy
+        mean, std = self._params(feat)
+        var_prior = 1.0 / 3.0  # variance of U(-1, 1)
+        kl = 0.5 * math.log(var_prior) - std.log() + (std.pow(2) + mean.pow(2)) / (2 * var_prior) - 0.5
+        return kl.sum(-1, keepdim=True)
 
 
 class Critic(nn.Module):
@@ -114,7 +135,7 @@ class Behavior(nn.Module):
         self.cfg, self.gamma, self.discrete = cfg, gamma, discrete
         twohot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax) if cfg.critic_head == "twohot" else None
         self.actor = Actor(feat_dim, action_dim, discrete, cfg.hidden, cfg.layers, act, cfg.actor_min_std,
-                           cfg.actor_max_std, cfg.actor_unimix)
+                           cfg.actor_max_std, cfg.actor_unimix, cfg.actor_dist)
         self.critic = Critic(feat_dim, cfg.hidden, cfg.layers, act, twohot)
         self.apply(variance_scaling_init)
         zero_(self.critic.net[-1].weight, self.critic.net[-1].bias)
@@ -126,7 +147,8 @@ class Behavior(nn.Module):
         if OmegaConf.select(cfg, "aux_rewards.enabled", default=False):
             ar = cfg.aux_rewards
             self.aux_rewards = {"goal_scale": float(ar.goal_scale), "dist_scale": float(ar.dist_scale),
-                                "shot_scale": float(ar.shot_scale), "dist_form": str(ar.dist_form)}
+                                "shot_scale": float(ar.shot_scale), "dist_form": str(ar.dist_form),
+                                "scored_state": str(ar.scored_state)}
 
     @property
     def needs_dynamics_grad(self) -> bool:
@@ -157,15 +179,22 @@ class Behavior(nn.Module):
             reward = reward + bonus
             metrics["imagination/total_reward_mean"] = reward.mean().detach()
         cont = wm.cont(feat[1:]) if episodic else torch.ones_like(reward)
-        value = self.critic.value(feat)  # (H+1, N, 1)
+        # critic_target=slow: bootstrap (and baseline) from the slow critic, DreamerV2's target network
+        value = (self.critic_slow if cfg.critic_target == "slow" else self.critic).value(feat)  # (H+1, N, 1)
         returns = lambda_returns(reward, cont, value, self.gamma, cfg.return_lambda)  # (H, N, 1)
         with torch.no_grad():  # weight of state t: probability that it is reached alive
             weight = torch.cumprod(torch.cat([start_cont.unsqueeze(0), cont[:-1]], 0), 0)  # (H, N, 1)
             self.retnorm.update(returns)
-        scale = self.retnorm.value
-        adv = ((returns - value[:-1]) / scale).detach()
+        adv = (returns - value[:-1]).detach()
+        if cfg.advantage_norm == "batch":  # standardised over the batch; its std also scales the returns
+            scale = adv.std().clamp(min=1e-8)
+            adv = (adv - adv.mean()) / scale
+        else:  # retnorm: DreamerV3's return scale (floored at 1); none: unscaled
+            scale = self.retnorm.value if cfg.advantage_norm == "retnorm" else torch.ones_like(self.retnorm.value)
+            adv = adv / scale
         logp, entropy = self.actor.log_prob_entropy(feat[:-1].detach(), raw)
-        objective = (1 - self.dyn_mix) * logp * adv + cfg.actor_entropy * entropy
+        reg = entropy if cfg.actor_reg == "entropy" else -self.actor.kl_uniform(feat[:-1].detach(), entropy)
+        objective = (1 - self.dyn_mix) * logp * adv + cfg.actor_entropy * reg
         if self.dyn_mix > 0:
             objective = objective + self.dyn_mix * returns / scale
         loss = -(weight * objective).mean()

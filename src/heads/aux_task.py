@@ -80,14 +80,18 @@ def closeness(dist: torch.Tensor) -> torch.Tensor:
 
 
 def aux_reward(pred: dict[str, torch.Tensor], goal_scale: float, dist_scale: float, shot_scale: float,
-               dist_form: str, gamma: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+               dist_form: str, gamma: float, scored_state: str = "next"
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Dense reward of imagined transitions from the heads' predictions on states 0..H (each (H+1, N, 1)):
-    for the transition into state t+1,
-        goal_scale * P(goal)_{t+1} + dist_scale * f_{t+1} + shot_scale * quality_{t+1},
-    with f = closeness(d_{t+1}) (`inverse`) or the potential-based gamma * phi(s_{t+1}) - phi(s_t) with
-    phi = closeness (`pbrs`). Returns (reward (H, N, 1), its three terms)."""
+    for the transition from state t into state t+1, with s = t+1 (`scored_state=next`, the state the reward
+    head scores) or s = t (`current`, the seed's `states[:-1]`),
+        goal_scale * P(goal)_s + dist_scale * f_s + shot_scale * quality_s,
+    with f = closeness(d_s) (`inverse`) or the potential-based gamma * phi(s_{t+1}) - phi(s_t) with
+    phi = closeness (`pbrs`, a term of the transition, whatever `scored_state`). Returns (reward (H, N, 1),
+    its three terms)."""
+    scored = slice(1, None) if scored_state == "next" else slice(None, -1)  # H of the H+1 states
     phi = closeness(pred["puck_goal_dist"])  # (H+1, N, 1)
-    dist_term = phi[1:] if dist_form == "inverse" else gamma * phi[1:] - phi[:-1]
-    terms = {"goal": goal_scale * pred["goal_prob"][1:], "dist": dist_scale * dist_term,
-             "shot": shot_scale * pred["shot_quality"][1:]}
+    dist_term = phi[scored] if dist_form == "inverse" else gamma * phi[1:] - phi[:-1]
+    terms = {"goal": goal_scale * pred["goal_prob"][scored], "dist": dist_scale * dist_term,
+             "shot": shot_scale * pred["shot_quality"][scored]}
     return terms["goal"] + terms["dist"] + terms["shot"], terms

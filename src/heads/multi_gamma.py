@@ -1,7 +1,8 @@
 """Auxiliary value heads at several discounts: training-only targets that shape the world model's latent.
 
-They read the rollout latents and are trained with the world-model loss; the planner and the policy
-never read them. Only the auxiliary discounts get a head; the primary value stays the Q ensemble.
+They read the Q ensemble's last hidden layer of each rollout latent and action (WorldModel.Q_features) and
+are trained with the world-model loss; the planner and the policy never read them. Only the auxiliary discounts
+get a head; the primary value stays the Q ensemble.
 """
 import torch
 import torch.nn as nn

@@ -9,6 +9,8 @@ from common.scale import RunningScale
 from src.heads.aux_task import replayed_targets
 from src.tdmpc2.world_model import WorldModel
 
+PLANNER_STATS = ("planner/elite_value_mean", "planner/elite_value_std", "planner/final_std", "planner/score_entropy")
+
 
 class TDMPC2:
     """act(obs, t0, eval_mode) -> action in [-1, 1]; update(batch) -> metrics; state_dict/load_state_dict.
@@ -47,6 +49,7 @@ class TDMPC2:
         self._rho = cfg.rho ** torch.arange(cfg.horizon, device=device, dtype=torch.float32)  # (T,)
         self._aux_discounts = torch.tensor(self.discounts[1:], device=device).view(-1, 1, 1, 1)  # (m, 1, 1, 1)
         self._prev_mean = torch.zeros(cfg.horizon, spec.action_dim, device=device)
+        self._plan_stats = torch.zeros(len(PLANNER_STATS) + 1, device=device)  # sums over training plans, count
         self._plan_fn, self._update_fn = self._plan, self._update
         if cfg.compile:
             self._plan_fn = torch.compile(self._plan, mode="reduce-overhead" if device.type == "cuda" else None)
@@ -124,7 +127,18 @@ class TDMPC2:
         if not eval_mode:
             action = action + std[0] * torch.randn(A, device=self.device)
         self._prev_mean.copy_(mean)
+        if not eval_mode:  # statistics of the final MPPI iteration, summed until planner_stats() reads them
+            final_std = std.sum() / (H * (A if mask is None else mask.sum()))  # over the task's own dims
+            self._plan_stats.add_(torch.stack([elite_value.mean(), elite_value.std(correction=0), final_std,
+                                               torch.special.entr(score).sum(), torch.ones_like(final_std)]).float())
         return action.clamp(-1, 1)
+
+    def planner_stats(self) -> dict:
+        """Means over the training-time plans since the last call (which it resets), as floats: elite value
+        mean and std, final sampling std, entropy of the temperature-weighted elite scores; {} without plans."""
+        sums = self._plan_stats.tolist()
+        self._plan_stats.zero_()
+        return {name: s / sums[-1] for name, s in zip(PLANNER_STATS, sums)} if sums[-1] else {}
 
     # ------------------------------------------------------------------ learning
     @in_precision
@@ -157,7 +171,7 @@ class TDMPC2:
         zs = self._rollout(obs[0], action, task)  # (T+1, B, latent)
         consistency_loss = ((zs[1:] - next_z).pow(2).mean((1, 2)) * self._rho).sum()
         _zs = zs[:-1]
-        q_logits = m.Q(_zs, action, return_type="all", task=task)  # (num_q, T, B, num_bins)
+        q_logits, q_feats = m.Q_with_features(_zs, action, task=task)  # (num_q, T, B, num_bins), (T, B, mlp_dim)
         reward_ce = m.two_hot.ce(m.reward(_zs, action, task), reward)  # (T, B, 1)
         value_ce = m.two_hot.ce(q_logits, td_target.unsqueeze(0))  # (num_q, T, B, 1)
         consistency_loss = consistency_loss / T
@@ -172,7 +186,8 @@ class TDMPC2:
         metrics = {"consistency_loss": consistency_loss, "reward_loss": reward_loss, "value_loss": value_loss,
                    "termination_loss": termination_loss}
         if m.multi_gamma_head is not None:
-            aux_loss, aux_metrics = self._multi_gamma_loss(_zs, reward, terminated, bootstrap)
+            aux_loss, aux_metrics = self._multi_gamma_loss(self._multi_gamma_input(_zs, action, q_feats), reward,
+                                                           terminated, bootstrap)
             total = total + aux_loss
             metrics.update(aux_metrics)
         if m.aux_heads is not None:  # auxiliary task heads on the rollout latents, rho**t weighted like the reward
@@ -202,17 +217,24 @@ class TDMPC2:
             zs.append(z)
         return torch.stack(zs)
 
-    def _multi_gamma_terms(self, zs, reward, terminated, bootstrap):
+    def _multi_gamma_input(self, zs, action, q_feats):
+        """What the heads read, (T, B, mlp_dim): the Q ensemble's hidden layer of (z_t, a_t) (the targets are
+        action values). grad_to_q=true: the update's own ensemble forward `q_feats`, so their loss trains the
+        ensemble too; false: a forward with detached ensemble weights (the gradient reaches z only)."""
+        return q_feats if self.cfg.multi_gamma.grad_to_q else self.model.Q_features(zs, action, detach=True)
+
+    def _multi_gamma_terms(self, feats, reward, terminated, bootstrap):
         """One-step TD targets r + gamma_i (1 - term) V(s') for each auxiliary discount, with the primary
-        bootstrap V (no gradient): targets (m, T, B, 1), logits (m, T, B, num_bins), CE (m, T, B, 1)."""
+        bootstrap V (no gradient): targets (m, T, B, 1), logits (m, T, B, num_bins) of the heads on `feats`
+        (`_multi_gamma_input`), CE (m, T, B, 1)."""
         targets = reward + self._aux_discounts * (1 - terminated) * bootstrap
-        logits = self.model.multi_gamma_head(zs)
+        logits = self.model.multi_gamma_head(feats)
         return targets, logits, self.model.two_hot.ce(logits, targets)
 
-    def _multi_gamma_loss(self, zs, reward, terminated, bootstrap):
+    def _multi_gamma_loss(self, feats, reward, terminated, bootstrap):
         """Two-hot cross-entropy of each auxiliary head, rho**t weighted, averaged over the horizon."""
         m, T = self.model, self.cfg.horizon
-        _, logits, ce = self._multi_gamma_terms(zs, reward, terminated, bootstrap)
+        _, logits, ce = self._multi_gamma_terms(feats, reward, terminated, bootstrap)
         per_discount = (ce.mean((2, 3)) * self._rho).sum(1) / T  # (m,)
         with torch.no_grad():
             decoded = m.two_hot.decode(logits)  # (m, T, B, 1)
@@ -224,9 +246,10 @@ class TDMPC2:
         return self.cfg.multi_gamma.loss_weight * per_discount.sum(), metrics
 
     @torch.no_grad()
-    def multi_gamma_snapshot(self, batch, num_examples: int) -> list[dict]:
+    def multi_gamma_snapshot(self, batch, num_examples: int, full: bool = True) -> list[dict]:
         """Per auxiliary discount, for the first `num_examples` sequences of a replay batch and each rollout
-        step: target, decoded prediction, absolute error, bootstrap, top-2 bins with probabilities, CE."""
+        step: target, decoded prediction, absolute error and, when `full` (the debug tier), bootstrap, top-2
+        bins with probabilities, CE."""
         if self.model.multi_gamma_head is None:
             return []
         self.model.eval()
@@ -235,18 +258,19 @@ class TDMPC2:
         next_z = self.model.encode(obs[1:])
         bootstrap = self.model.Q(next_z, self.model.pi(next_z)[0], return_type="min", target=True)  # (T, B, 1)
         zs = self._rollout(obs[0], action)[:-1]  # (T, B, latent)
-        targets, logits, ce = self._multi_gamma_terms(zs, reward, terminated, bootstrap)
+        targets, logits, ce = self._multi_gamma_terms(self.model.Q_features(zs, action), reward, terminated, bootstrap)
         preds = self.model.two_hot.decode(logits)  # (m, T, B, 1)
         top_p, top_bin = logits.softmax(-1).topk(2, dim=-1)  # (m, T, B, 2)
         records = []
         for i, gamma in enumerate(self.discounts[1:]):
             for b in range(obs.shape[1]):
-                records.append({
-                    "gamma": gamma, "example": b, "target": targets[i, :, b, 0].tolist(),
-                    "prediction": preds[i, :, b, 0].tolist(),
-                    "abs_error": (preds[i, :, b, 0] - targets[i, :, b, 0]).abs().tolist(),
-                    "bootstrap": bootstrap[:, b, 0].tolist(), "top2_bins": top_bin[i, :, b].tolist(),
-                    "top2_probs": top_p[i, :, b].tolist(), "ce_per_step": ce[i, :, b, 0].tolist()})
+                record = {"gamma": gamma, "example": b, "target": targets[i, :, b, 0].tolist(),
+                          "prediction": preds[i, :, b, 0].tolist(),
+                          "abs_error": (preds[i, :, b, 0] - targets[i, :, b, 0]).abs().tolist()}
+                if full:
+                    record.update({"bootstrap": bootstrap[:, b, 0].tolist(), "top2_bins": top_bin[i, :, b].tolist(),
+                                   "top2_probs": top_p[i, :, b].tolist(), "ce_per_step": ce[i, :, b, 0].tolist()})
+                records.append(record)
         return records
 
     def _update_pi(self, zs: torch.Tensor, task: torch.Tensor | None = None):

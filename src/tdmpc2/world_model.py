@@ -47,7 +47,8 @@ class WorldModel(nn.Module):
         self.multi_gamma_head = None
         if len(discounts) > 1:
             from src.heads.multi_gamma import MultiGammaHead
-            self.multi_gamma_head = MultiGammaHead(latent, len(discounts) - 1, cfg.num_bins, cfg.multi_gamma.head)
+            # it reads the Q ensemble's last hidden layer (Q_features), as wide as mlp_dim
+            self.multi_gamma_head = MultiGammaHead(mlp_dim, len(discounts) - 1, cfg.num_bins, cfg.multi_gamma.head)
         self.aux_heads = None  # auxiliary task heads (aux_heads.*) on the latent, trained with the model loss
         if aux_heads_enabled(cfg):
             self.aux_heads = AuxTaskHeads(latent, [mlp_dim], Mish, cfg.aux_heads.weights)
@@ -136,6 +137,21 @@ class WorldModel(nn.Module):
         members = torch.rand(self.num_q, device=z.device).topk(2).indices if self.num_q > 2 else None
         values = self.two_hot.decode(net(za, members=members, detach=detach))  # (2, ..., 1)
         return values.min(0).values if return_type == "min" else values.mean(0)
+
+    def Q_features(self, z: torch.Tensor, action: torch.Tensor, detach: bool = False,
+                   task: torch.Tensor | None = None) -> torch.Tensor:
+        """The online Q ensemble's last hidden layer for (z, action), averaged over members: (..., mlp_dim), what
+        the multi-discount heads read. `detach`: gradient-free ensemble weights (the gradient still reaches z)."""
+        return self.Q_with_features(z, action, detach, task)[1]
+
+    def Q_with_features(self, z: torch.Tensor, action: torch.Tensor, detach: bool = False,
+                        task: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q(..., return_type='all') logits (num_q, ..., num_bins) and `Q_features` from one ensemble forward."""
+        za = torch.cat([self.with_task(z, task), action], -1)
+        h = self.q_ensemble.features(za, detach=detach)  # (num_q, N, mlp_dim), N = prod(leading dims)
+        logits = self.q_ensemble.out(h, None, detach)  # (num_q, N, num_bins)
+        return (logits.reshape(h.shape[0], *za.shape[:-1], logits.shape[-1]),
+                h.mean(0).reshape(*za.shape[:-1], h.shape[-1]))
 
     @torch.no_grad()
     def update_target_q(self, tau: float) -> None:
