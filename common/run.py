@@ -64,9 +64,10 @@ def terminate_like_ctrl_c() -> None:
 
 def claim_run_dir(run_dir: Path, overrides=()) -> Path:
     """Make `run_dir` this run's own: create its lock file exclusively; if another run holds it (two runs
-    started in the same second get the same timestamped name), use `<name>-1`, `<name>-2`, ... instead,
-    with this run's own `overrides` in `.hydra/overrides.yaml` (Hydra's copy in `run_dir` may be the other's). The lock names this process while it runs
-    (`release_run_dir` empties it) and stays as the mark that the directory belongs to a run."""
+    started in the same second get the same timestamped name), use `<name>-1`, `<name>-2`, ... instead, with
+    this run's own `overrides` in `.hydra/overrides.yaml` (Hydra's files in `run_dir` may be the other run's).
+    The lock names this process while it runs (`release_run_dir` empties it) and stays as the mark that the
+    directory belongs to a run."""
     candidate, k = Path(run_dir), 0
     while True:
         try:
