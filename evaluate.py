@@ -14,8 +14,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-import common.config  # noqa: F401  (registers the preset resolver)
 from common.checkpoint import CheckpointError
+from common.config import ConfigError, validate_evaluate
 from common.memory import keep_freed_memory
 
 
@@ -57,6 +57,10 @@ def main(eval_cfg) -> None:
     from common.run import device_of
     from envs import HOCKEY_TASKS, make_env
     from src.policy import load_agent
+    try:
+        eval_cfg = validate_evaluate(eval_cfg)
+    except ConfigError as e:
+        sys.exit(f"Config error: {e}")
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     keep_freed_memory()
     if eval_cfg.threads != "auto":
@@ -112,7 +116,7 @@ def main(eval_cfg) -> None:
         run_episode(env, agent, frames, task=0 if spec.multitask else None)  # several tasks: the first one
         results["video"] = str(save_video(frames, out_dir / "episode"))
         print(f"Video: {results['video']}")
-    (out_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
+    (out_dir / "evaluation.json").write_text(json.dumps(results, indent=2, allow_nan=False))
     print(f"Results: {out_dir / 'evaluation.json'}")
 
 

@@ -20,15 +20,30 @@ def main(cfg) -> None:
         cfg = validate(cfg)
     except (ConfigError, checkpoint.CheckpointError) as e:
         sys.exit(f"Config error: {e}")
+    from common.run import RunDirError, claim_run_dir, release_run_dir
+    hydra_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run_dir = claim_run_dir(hydra_dir, HydraConfig.get().overrides.task)
+    except RunDirError as e:
+        sys.exit(f"Run directory error: {e}")
+    try:
+        run(cfg, run_dir, hydra_dir)
+    except OSError as e:  # a read-only, full or vanished run directory: one line naming the path
+        sys.exit(f"File error: {e.strerror or e} ({e.filename})" if e.filename else f"File error: {e}")
+    finally:
+        release_run_dir(run_dir)
+
+
+def run(cfg, run_dir: Path, hydra_dir: Path) -> None:
     from common.buffer import Buffer
     from common.logger import Logger, write_reference_csv
-    from common.run import (buffer_capacity, buffer_storage, device_of, results_csv_name,
-                            find_resume_checkpoint, restore, seed_everything, write_run_info)
+    from common.run import (buffer_capacity, buffer_storage, device_of, find_resume_checkpoint, restore,
+                            results_csv_name, seed_everything, terminate_like_ctrl_c, Terminated, write_run_info)
     from envs import make_env
     from src import make_agent
     from trainer import make_trainer
+    from trainer.base import NonFiniteError
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     keep_freed_memory()
     seed_everything(cfg)
     env, spec = make_env(cfg)
@@ -69,15 +84,20 @@ def main(cfg) -> None:
     if cfg.resume or cfg.checkpoint:
         try:
             path = Path(cfg.checkpoint) if cfg.checkpoint else find_resume_checkpoint(
-                run_dir, HydraConfig.get().mode == RunMode.MULTIRUN)
+                run_dir, HydraConfig.get().mode == RunMode.MULTIRUN, hydra_dir.name)
             print(restore(path, cfg, agent, trainer, buffer, logger, run_dir, device))
         except (checkpoint.CheckpointError, ValueError) as e:
             sys.exit(f"Cannot resume: {e}")
 
+    terminate_like_ctrl_c()
     try:
         trainer.train()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+    except NonFiniteError as e:
+        sys.exit(f"Stopped: {e}")
+    except checkpoint.CheckpointError as e:
+        sys.exit(f"Stopped: {e}")
     finally:
         logger.close()
     if cfg.trainer == "online" and cfg.save_dataset:

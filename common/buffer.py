@@ -14,7 +14,15 @@ Each stored step is one observation with what led to it (TD-MPC2's layout):
   after the storage wraps around.
 `sample()` returns a TensorDict of batch size (L, B): TD-MPC2 uses L = horizon + 1, Dreamer L = 64.
 `Buffer.from_memmap` serves an offline dataset (common/dataset.py) in place, read-only.
+
+A saved buffer (`save`, torchrl's `dumps`) is checked before it is loaded (`check_saved`: files, sizes, length,
+episode starts, finite values), so a truncated or edited one is an error naming the file, never trained on.
+`load` keeps the larger of the saved and the configured capacity: resuming with more `steps` grows it.
 """
+import json
+import math
+from pathlib import Path
+
 import torch
 from tensordict import TensorDict
 from torchrl.data.replay_buffers import (LazyMemmapStorage, LazyTensorStorage, ReplayBuffer, SliceSampler,
@@ -100,10 +108,83 @@ class Buffer:
         self._rb.dumps(path)
 
     def load(self, path: str, state: dict) -> None:
-        self._rb = self._make()
-        self._rb.loads(path)
+        """Load a saved buffer (`check_saved` first). With a larger configured capacity than the saved one
+        (resume=true steps=<more>), the stored steps are copied oldest first into the larger storage."""
+        saved_capacity = check_saved(Path(path), state)
         self._num_episodes = state["num_episodes"]
-        self._written = state.get("written", len(self._rb))  # checkpoints before cross-episode slices: no wrap
+        if saved_capacity >= self.capacity:
+            self.capacity = saved_capacity
+            self._rb = self._make()
+            self._rb.loads(path)
+            self._written = state.get("written", len(self._rb))  # checkpoints before cross-episode slices: no wrap
+            return
+        from tensordict import TensorDict
+        saved = Buffer(saved_capacity, self.seq_len, self.batch_size)
+        saved._rb.loads(path)
+        steps, start = saved.stored_steps()
+        n = steps.shape[0]
+        order = (torch.arange(n) + start) % max(n, 1)  # oldest first
+        steps = steps[order].clone()
+        steps["stream"] = torch.zeros(n, dtype=torch.int64)  # one pass over the larger storage so far
+        self._rb = self._make()
+        self._rb.extend(TensorDict(dict(steps.items()), batch_size=[n]))
+        self._written = n
+
+
+class SavedBufferError(ValueError):
+    """A saved replay buffer that cannot be loaded as it is; the message names the file and the problem."""
+
+
+def check_saved(path: Path, state: dict | None = None) -> int:
+    """Check a buffer directory written by `Buffer.save` without loading it; returns its capacity.
+    Every storage file must exist with the size its metadata give (a short file would be silently
+    zero-filled by the memory map), the stored length must fit, the episode ids and starts must agree with
+    the buffer state, and float values must be finite. Raises SavedBufferError."""
+    path = Path(path)
+    storage = path / "storage"
+
+    def read_json(file: Path) -> dict:
+        if not file.is_file():
+            raise SavedBufferError(f"{file} is missing")
+        try:
+            return json.loads(file.read_text())
+        except (OSError, ValueError) as e:
+            raise SavedBufferError(f"{file} is unreadable ({e})") from None
+
+    length = read_json(storage / "storage_metadata.json").get("len")
+    meta = read_json(storage / "meta.json")
+    keys = {k: v for k, v in meta.items() if isinstance(v, dict) and "dtype" in v}
+    capacity = int(meta["shape"][0]) if meta.get("shape") else 0
+    if not isinstance(length, int) or not 0 <= length <= capacity:
+        raise SavedBufferError(f"{storage / 'storage_metadata.json'}: len={length!r}: must be an integer in "
+                               f"[0, {capacity}] (the storage's rows)")
+    for key, info in keys.items():
+        file = storage / f"{key}.memmap"
+        dtype = getattr(torch, info["dtype"].replace("torch.", ""))
+        expected = math.prod(info["shape"]) * torch.empty((), dtype=dtype).element_size()
+        actual = file.stat().st_size if file.is_file() else None
+        if actual != expected:
+            raise SavedBufferError(f"{file}: {'missing' if actual is None else f'{actual} bytes'}; its metadata "
+                                   f"(shape {info['shape']}, {info['dtype']}) need {expected} bytes")
+    read_json(path / "writer" / "metadata.json")
+    if length == 0:
+        return capacity
+    from tensordict import TensorDict
+    data = TensorDict.load_memmap(storage)[:length]  # sizes checked: maps the files as they are
+    if state is not None and state.get("written", length) <= capacity:  # not wrapped: episodes 0..N-1 in order
+        episode, first = data["episode"].reshape(-1), data["is_first"].reshape(-1).bool()
+        starts = torch.nonzero(first).reshape(-1)
+        expected = torch.cumsum(first.long(), 0) - 1
+        if len(starts) != state["num_episodes"] or not torch.equal(episode, expected) or starts[0] != 0:
+            raise SavedBufferError(f"{storage}: {len(starts)} episode starts and episode ids "
+                                   f"{episode.unique().tolist()[:5]}... in {length} rows do not match the "
+                                   f"checkpoint's {state['num_episodes']} episodes")
+    for key, value in data.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            rows = torch.nonzero(~torch.isfinite(value.reshape(length, -1)).all(1)).reshape(-1)
+            raise SavedBufferError(f"{storage / (key + '.memmap')}: non-finite values in {len(rows)} rows "
+                                   f"(first row {int(rows[0])})")
+    return capacity
 
 
 def episode_step(obs: torch.Tensor, action: torch.Tensor, reward: float, terminated: bool,

@@ -1,11 +1,16 @@
 """Checkpoints: one file per save with a format version, the resolved config, the agent (with its
 optimisers), trainer counters and RNG states; the replay buffer in a directory beside it.
 
-Saves are atomic (temporary file, then rename), and each checkpoint names its own buffer directory,
-so a run killed at any moment leaves the previous checkpoint and its buffer intact.
+Saves are atomic and never destroy what the current `latest.pt` references: the buffer goes to a
+temporary directory renamed to a name no earlier save used, then the checkpoint to a temporary file renamed
+over `latest.pt`; only then are the buffers of earlier checkpoints deleted. A run killed at any moment
+therefore leaves a loadable checkpoint with its buffer (the previous one or the new one). A save that fails
+(a full disk, a read-only directory) removes its partial files and raises CheckpointError naming the path;
+the previous checkpoint stays as it was.
 """
 import dataclasses
 import functools
+import os
 import random
 import shutil
 import subprocess
@@ -70,28 +75,76 @@ def _revision(root: Path) -> dict:
 
 def save(path: Path, cfg, spec, agent, trainer_state: dict, buffer=None, policy_only: bool = False) -> None:
     """`policy_only`: only what acting needs (`agent.policy_state()`, e.g. self-play snapshots); such a file
-    serves evaluation and opponents (src/policy.py), not resuming."""
+    serves evaluation and opponents (src/policy.py), not resuming. Raises CheckpointError when it cannot
+    be written (nothing partial is left behind)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer_dir = None
-    if buffer is not None:
-        buffer_dir = f"buffer_{trainer_state['step']}"
-        tmp_dir = path.parent / (buffer_dir + ".tmp")
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        buffer.save(str(tmp_dir))
-        shutil.rmtree(path.parent / buffer_dir, ignore_errors=True)
-        tmp_dir.rename(path.parent / buffer_dir)
-    payload = {"format_version": FORMAT_VERSION, "config": OmegaConf.to_container(cfg, resolve=True),
-               "spec": dataclasses.asdict(spec), "agent": agent.policy_state() if policy_only else agent.state_dict(),
-               "policy_only": policy_only, "trainer": trainer_state, "rng": rng_state(),
-               "buffer_dir": buffer_dir, "buffer_state": buffer.state_dict() if buffer is not None else None,
-               "source": source_revision()}
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    for old in path.parent.glob("buffer_*"):  # buffers of earlier checkpoints
+    folder = path.parent
+    tmp, tmp_dir, buffer_dir = path.with_suffix(".tmp"), None, None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _check_free_space(path)
+        for stale in folder.glob("buffer_*.tmp"):  # left by a save that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        if buffer is not None:
+            buffer_dir = _unused_name(folder, f"buffer_{trainer_state['step']}")
+            tmp_dir = folder / (buffer_dir + ".tmp")
+            buffer.save(str(tmp_dir))
+            tmp_dir.rename(folder / buffer_dir)
+            tmp_dir = None
+        payload = {"format_version": FORMAT_VERSION, "config": OmegaConf.to_container(cfg, resolve=True),
+                   "spec": dataclasses.asdict(spec),
+                   "agent": agent.policy_state() if policy_only else agent.state_dict(),
+                   "policy_only": policy_only, "trainer": trainer_state, "rng": rng_state(),
+                   "buffer_dir": buffer_dir, "buffer_state": buffer.state_dict() if buffer is not None else None,
+                   "source": source_revision()}
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as RuntimeError
+        tmp.unlink(missing_ok=True)
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        if buffer_dir is not None:  # a fresh name: latest.pt names it only once the replace above succeeded
+            shutil.rmtree(folder / buffer_dir, ignore_errors=True)
+        raise CheckpointError(f"cannot write checkpoint {path}: {_reason(e)}; the previous checkpoint (if any) "
+                              "is unchanged") from None
+    for old in folder.glob("buffer_*"):  # buffers of earlier checkpoints: latest.pt no longer names them
         if old.name != buffer_dir and not old.name.endswith(".tmp"):
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _unused_name(folder: Path, name: str) -> str:
+    """`name`, or `name_1`, `name_2`, ... if a directory of that name exists (a second save at one step:
+    the first one's buffer may be what latest.pt names)."""
+    candidate, k = name, 0
+    while (folder / candidate).exists() or (folder / (candidate + ".tmp")).exists():
+        k += 1
+        candidate = f"{name}_{k}"
+    return candidate
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror} ({e.filename})" if e.filename else e.strerror
+    return str(e).split("\n")[0]
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def _check_free_space(path: Path) -> None:
+    """Refuse a save that would not fit: the new checkpoint and buffer take about what the current ones do,
+    and both exist on disk until the new one replaces the old (a first save has no estimate)."""
+    if not path.is_file():
+        return
+    buffers = sum(_size(d) for d in path.parent.glob("buffer_*") if not d.name.endswith(".tmp"))
+    needed = int(1.1 * (_size(path) + buffers)) + 2**20
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise OSError(28, f"No space left on device: {free / 2**20:.1f} MiB free, a checkpoint needs about "
+                          f"{needed / 2**20:.1f} MiB", str(path.parent))
 
 
 def load(path: Path, cfg=None, map_location="cpu", task=None) -> dict:
@@ -100,6 +153,10 @@ def load(path: Path, cfg=None, map_location="cpu", task=None) -> dict:
     A checkpoint of the official TD-MPC2 code is converted (src/tdmpc2/official.py) for `cfg`, or without one for
     `task` with the default config and the sizes its weights have."""
     path = Path(path)
+    if path.is_dir():
+        hint = next(iter(sorted(path.rglob("latest.pt"))), None)
+        raise CheckpointError(f"checkpoint={path}: is a directory; give a checkpoint file"
+                              + (f", e.g. {hint}" if hint else " (a run's checkpoints/latest.pt)"))
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -137,4 +194,28 @@ def load(path: Path, cfg=None, map_location="cpu", task=None) -> dict:
 
 
 def buffer_path(path: Path, payload: dict) -> Path | None:
-    return Path(path).parent / payload["buffer_dir"] if payload.get("buffer_dir") else None
+    """The replay buffer directory saved with a checkpoint, None if it has none. A checkpoint written by
+    earlier code may name a directory that a killed save left only as `<name>.tmp`: a complete one
+    (`common.buffer.check_saved` passes) is renamed into place; otherwise CheckpointError names what is missing."""
+    if not payload.get("buffer_dir"):
+        return None
+    from common.buffer import SavedBufferError, check_saved
+    buffer_dir = Path(path).parent / payload["buffer_dir"]
+    tmp = buffer_dir.with_name(buffer_dir.name + ".tmp")
+    try:
+        check_saved(buffer_dir, payload.get("buffer_state"))
+        return buffer_dir
+    except SavedBufferError as e:
+        error = e
+    if tmp.is_dir():
+        try:
+            check_saved(tmp, payload.get("buffer_state"))
+        except SavedBufferError:
+            pass
+        else:
+            shutil.rmtree(buffer_dir, ignore_errors=True)
+            tmp.rename(buffer_dir)
+            print(f"Recovered the replay buffer of {path} from {tmp.name} (a save was interrupted)")
+            return buffer_dir
+    raise CheckpointError(f"checkpoint {path}: its replay buffer is unusable: {error}. Resume from an earlier "
+                          "copy, or start a new run (save_buffer=false runs need no buffer)") from None

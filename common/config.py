@@ -43,6 +43,28 @@ if not OmegaConf.has_resolver("task_label"):  # run directories: runs/${task_lab
     OmegaConf.register_new_resolver("task_label", _task_label)
 
 
+def check_path_part(value, key: str = "exp_name") -> None:
+    """A config value used as one directory name (the run directory, the results file) must be a plain name:
+    no path separators, not '.' or '..', so no run writes outside runs/ and results/. Raises ConfigError."""
+    text = str(value)
+    if not text or text in (".", "..") or any(c in text for c in "/\\\0"):
+        raise ConfigError(f"{key}={value!r}: must be a plain name (it names a directory): no '/', '\\' or '..'")
+
+
+def _path_part(value) -> str:
+    """The run directory's pattern (conf/config.yaml) resolves before `validate` can report a bad name: it
+    gets a placeholder inside runs/, and `validate` then stops the run with the `key=value: rule` message."""
+    try:
+        check_path_part(value)
+        return str(value)
+    except ConfigError:
+        return "invalid-name"
+
+
+if not OmegaConf.has_resolver("path_part"):
+    OmegaConf.register_new_resolver("path_part", _path_part)
+
+
 class _Rules:
     """Collects broken rules so one run reports all of them at once."""
 
@@ -129,8 +151,18 @@ def validate(cfg: DictConfig) -> DictConfig:
     if cfg.trainer == "offline":
         _validate_offline(r)
     r.check(not (cfg.resume and cfg.checkpoint), "resume", "give either resume=true or checkpoint=PATH, not both")
+    r.check(isinstance(cfg.resume, bool), "resume", "must be true or false")
+    try:
+        check_path_part(cfg.exp_name)
+    except ConfigError as e:
+        r.errors.append(str(e))
+    r.choice("on_nonfinite", ("stop", "skip", "warn"))
     for key in ("tensorboard", "wandb", "progress"):
         r.check(isinstance(cfg.logger[key], bool), f"logger.{key}", "must be true or false")
+    if cfg.logger.wandb is True:
+        import importlib.util
+        r.check(importlib.util.find_spec("wandb") is not None, "logger.wandb",
+                "the wandb package is not installed (pip install wandb)")
     r.positive_int("logger.log_freq")
     if kind == "hockey":
         r.choice("hockey.opponent", ("auto", "weak", "strong", "none", "checkpoint", "selfplay"))
@@ -140,6 +172,10 @@ def validate(cfg: DictConfig) -> DictConfig:
         r.choice("hockey.backend", ("ours", "original", "auto"))
         r.check(cfg.hockey.opponent != "checkpoint" or bool(cfg.hockey.opponent_checkpoint),
                 "hockey.opponent_checkpoint", "must be a path when hockey.opponent=checkpoint")
+        if cfg.hockey.opponent == "checkpoint" and cfg.hockey.opponent_checkpoint:
+            from pathlib import Path
+            r.check(Path(str(cfg.hockey.opponent_checkpoint)).is_file(), "hockey.opponent_checkpoint",
+                    "must be an existing checkpoint file")
     if cfg.agent == "tdmpc2":
         _validate_tdmpc2(r)
     if cfg.agent == "dreamer":
@@ -158,6 +194,7 @@ def _validate_online(r: _Rules):
     r.choice("buffer_storage", ("auto", "memory", "memmap"))
     r.number("buffer_memmap_gb", 0, low_open=True)
     r.check(isinstance(r.get("save_dataset"), bool), "save_dataset", "must be true or false")
+    r.check(isinstance(r.get("save_buffer"), bool), "save_buffer", "must be true or false")
 
 
 def _validate_offline(r: _Rules):
@@ -362,6 +399,25 @@ def _validate_multitask(r: _Rules):
                                         "Gymnasium 1); set action_repeat=N for all of them")
     if cfg.agent == "tdmpc2":
         r.positive_int("task_dim")
+
+
+def validate_evaluate(cfg: DictConfig) -> DictConfig:
+    """evaluate.py's config (conf/evaluate.yaml): the same `key=value: rule` checks; returns it frozen."""
+    r = _Rules(cfg)
+    checkpoint = OmegaConf.select(cfg, "checkpoint", throw_on_missing=False)
+    r.check(isinstance(checkpoint, str) and bool(checkpoint.strip()) and checkpoint != "???", "checkpoint",
+            "required: python evaluate.py checkpoint=PATH (a run's checkpoints/latest.pt)", checkpoint)
+    r.positive_int("eval_episodes", "hockey_games")
+    r.check(_is_int(cfg.seed), "seed", "must be a non-negative integer")
+    r.check(isinstance(cfg.save_video, bool), "save_video", "must be true or false")
+    r.auto_or("threads", lambda v: _is_int(v, 1), "a positive integer")
+    r.check(cfg.device in ("auto", "cpu") or str(cfg.device).startswith("cuda"), "device",
+            "must be auto, cpu, cuda or cuda:N")
+    r.check(cfg.precision is None or cfg.precision in PRECISIONS, "precision",
+            f"must be null (the checkpoint's) or one of {', '.join(PRECISIONS)}")
+    r.raise_if_any()
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
 
 
 def validate_for_env(cfg: DictConfig, spec) -> None:

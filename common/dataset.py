@@ -13,6 +13,7 @@ A dataset is a directory:
 An online run with save_dataset=true writes `<run_dir>/dataset` when it finishes.
 """
 import argparse
+import itertools
 import json
 import math
 import shutil
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from tensordict import TensorDict
+from tensordict import MemoryMappedTensor, TensorDict
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -140,6 +141,73 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
+def open_data(path: Path, m: dict) -> TensorDict:
+    """The dataset's steps, memory-mapped read-only (copy-on-write: nothing is ever written to the files),
+    after checking each file's size against the manifest (a short file is an error, never padded) and the
+    episodes against the manifest's offsets, lengths and returns, and that float values are finite."""
+    data_dir = path / DATA
+    keys = m.get("keys")
+    if not isinstance(keys, dict) or not {"obs", "action", "reward", "is_first", "episode"} <= set(keys):
+        raise DatasetError(f"dataset {path}: {MANIFEST} lists no keys or misses obs/action/reward/is_first/episode")
+    n, leaves = m["num_rows"], {}
+    for key, info in keys.items():
+        file = data_dir / f"{key}.memmap"
+        dtype = getattr(torch, info["dtype"])
+        numel = n * math.prod(info["shape"])
+        expected = numel * torch.empty((), dtype=dtype).element_size()
+        actual = file.stat().st_size if file.is_file() else None
+        if actual != expected:
+            raise DatasetError(f"dataset {path}: {file} is {'missing' if actual is None else f'{actual} bytes'}; "
+                               f"the manifest ({n} rows of {info['shape']} {info['dtype']}) needs {expected} bytes")
+        mapped = torch.from_file(str(file), shared=False, size=numel, dtype=dtype)  # MAP_PRIVATE: read-only file
+        leaves[key] = MemoryMappedTensor(mapped.view(n, *info["shape"]))
+        leaves[key].filename = str(file)
+    data = TensorDict(leaves, batch_size=[n])
+    if tuple(data["obs"].shape[1:]) != tuple(m["obs_shape"]) or data["action"].shape[-1] != m["action_dim"]:
+        raise DatasetError(f"dataset {path}: the data (obs {tuple(data['obs'].shape[1:])}, "
+                           f"{data['action'].shape[-1]} actions) do not match its manifest "
+                           f"(obs {tuple(m['obs_shape'])}, {m['action_dim']} actions)")
+    _check_episodes(path, data, m)
+    for key, value in data.items():
+        if value.is_floating_point():
+            for i in range(0, n, _CHUNK):
+                if not torch.isfinite(value[i:i + _CHUNK]).all():
+                    raise DatasetError(f"dataset {path}: {key} holds non-finite values (rows {i}..{i + _CHUNK})")
+    return data
+
+
+def _check_episodes(path: Path, data: TensorDict, m: dict) -> None:
+    """Episode starts (`is_first`), ids and returns must be what the manifest's offsets, lengths and returns say."""
+    offsets, lengths, returns = m["episode_offsets"], m["episode_lengths"], m["episode_returns"]
+    problem = None
+    if not len(offsets) == len(lengths) == len(returns) == m["num_episodes"]:
+        problem = (f"{len(offsets)} offsets, {len(lengths)} lengths, {len(returns)} returns for "
+                   f"num_episodes={m['num_episodes']}")
+    elif sum(lengths) + len(lengths) != m["num_rows"] or list(offsets) != [0, *itertools.accumulate(
+            length + 1 for length in lengths[:-1])]:
+        problem = "episode_offsets and episode_lengths do not tile the rows (episodes joined or split?)"
+    else:
+        starts = torch.nonzero(data["is_first"].reshape(-1).bool()).reshape(-1).tolist()
+        episode = data["episode"].reshape(-1)
+        expected = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths) + 1)
+        if starts != list(offsets):
+            first = next((i for i, (a, b) in enumerate(zip(starts, offsets)) if a != b), min(len(starts), len(offsets)))
+            problem = (f"the data's {len(starts)} episode starts (is_first) differ from the manifest's "
+                       f"{len(offsets)} episode_offsets from episode {first} on")
+        elif not torch.equal(episode, expected):
+            problem = "the episode ids in the data differ from the manifest's episodes"
+        else:
+            sums = torch.zeros(len(lengths), dtype=torch.float64).index_add_(
+                0, expected, data["reward"].reshape(-1).double())
+            bad = torch.nonzero((sums - torch.tensor(returns, dtype=torch.float64)).abs()
+                                > 1e-3 * (1 + sums.abs())).reshape(-1)
+            if len(bad):
+                problem = (f"episode {int(bad[0])}'s rewards sum to {float(sums[bad[0]]):.4f}, its manifest return "
+                           f"is {returns[int(bad[0])]} ({len(bad)} episodes differ)")
+    if problem:
+        raise DatasetError(f"dataset {path}: {problem}; the dataset is corrupt (re-export it)")
+
+
 def _shapes(m: dict) -> tuple:
     return tuple(m["obs_shape"]), m["action_dim"], bool(m["discrete"])
 
@@ -187,17 +255,7 @@ def load_buffer(paths: list[str], spec, seq_len: int, batch_size: int, device="c
         if (spec.multitask or len(tasks) > 1) and tasks != list(spec.tasks):
             raise DatasetError(f"dataset {p} holds tasks {tasks}, but the config trains tasks {list(spec.tasks)} "
                                "(the same tasks in the same order)")
-    datas = []
-    for p, m in zip(paths, manifests):
-        try:
-            data = TensorDict.load_memmap(Path(p) / DATA)
-        except Exception as e:
-            raise DatasetError(f"dataset {p}: cannot open {Path(p) / DATA} ({type(e).__name__}: {e})") from None
-        if data.shape[0] != m["num_rows"] or tuple(data["obs"].shape[1:]) != tuple(m["obs_shape"]) \
-                or data["action"].shape[-1] != m["action_dim"]:
-            raise DatasetError(f"dataset {p}: the data ({data.shape[0]} rows, obs {tuple(data['obs'].shape[1:])}) "
-                               f"do not match its manifest ({m['num_rows']} rows, obs {tuple(m['obs_shape'])})")
-        datas.append(data)
+    datas = [open_data(Path(p), m) for p, m in zip(paths, manifests)]
 
     pooled = [(d, e) for d, m in enumerate(manifests) for e in range(m["num_episodes"])]
     returns = [manifests[d]["episode_returns"][e] for d, e in pooled]

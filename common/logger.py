@@ -39,8 +39,23 @@ class CSVLog:
         return list(csv.DictReader(io.StringIO(text)))
 
     def truncate_after(self, step: int) -> None:
-        """Keep only complete rows up to `step` (used when resuming from a checkpoint at `step`)."""
-        self._rewrite([r for r in self.rows() if r.get("step") and float(r["step"]) <= step])
+        """Keep only complete rows up to `step` (resuming from a checkpoint that did not count its rows)."""
+        self._rewrite([r for r in self.checked_rows() if float(r["step"]) <= step])
+
+    def truncate_to(self, n: int) -> None:
+        """Keep the first `n` rows: those written before the checkpoint being resumed."""
+        self._rewrite(self.checked_rows()[:n])
+
+    def checked_rows(self) -> list[dict]:
+        """`rows()`, each with a numeric step; ValueError naming the file and line otherwise."""
+        rows = self.rows()
+        for line, row in enumerate(rows, start=2):
+            try:
+                float(row.get("step") or "")
+            except ValueError:
+                raise ValueError(f"{self.path} line {line}: step={row.get('step')!r} is not a number (a damaged "
+                                 "metrics file; repair or remove that line)") from None
+        return rows
 
     def _rewrite(self, rows: list[dict]) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -100,6 +115,16 @@ class Logger:
     def truncate_after(self, step: int) -> None:
         for path in (self.run_dir / "metrics").glob("*.csv"):
             self.csv(path.stem).truncate_after(step)
+
+    def row_counts(self) -> dict:
+        """{category: complete rows} of every metrics file, recorded in checkpoints (`truncate_to`)."""
+        return {path.stem: len(self.csv(path.stem).rows()) for path in (self.run_dir / "metrics").glob("*.csv")}
+
+    def truncate_to(self, counts: dict) -> None:
+        """Cut every metrics file to the rows a checkpoint counted: rows written after it are gone, so a
+        resumed run writes each row exactly once (a file the checkpoint did not know is emptied)."""
+        for path in (self.run_dir / "metrics").glob("*.csv"):
+            self.csv(path.stem).truncate_to(counts.get(path.stem, 0))
 
     def close(self) -> None:
         if self._tb is not None:

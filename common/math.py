@@ -34,6 +34,8 @@ class TwoHot(nn.Module):
         x = symlog(x).clamp(self.vmin, self.vmax).squeeze(-1)  # (...)
         pos = (x - self.vmin) / self.bin_size
         lower = pos.floor().clamp(max=self.num_bins - 2)  # the top bin's weight goes to upper
+        # a NaN target gets NaN weights in bin 0 (a NaN loss the non-finite guard reports), not an index error
+        lower = lower.nan_to_num(0.0)
         upper_weight = (pos - lower).unsqueeze(-1)  # (..., 1)
         lower = lower.long().unsqueeze(-1)
         target = torch.zeros(*x.shape, self.num_bins, device=x.device, dtype=x.dtype)

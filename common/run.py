@@ -1,9 +1,12 @@
 """Setting up a run: device, threads, seeds, run directory, resuming. Shared by train.py and evaluate.py."""
 import hashlib
 import json
+import os
 import random
 import re
 import shutil
+import signal
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -42,16 +45,103 @@ def buffer_capacity(cfg, spec) -> int:
     return int(min(cfg.buffer_size, 2 * agent_steps + 1000))
 
 
-def find_resume_checkpoint(run_dir: Path, multirun: bool) -> Path:
-    """The newest checkpoint of an earlier run with the same task/agent/exp_name/seed (or, in a sweep,
-    the same job), for resume=true."""
-    pattern = f"*/{run_dir.name}/checkpoints/latest.pt" if multirun else "*/checkpoints/latest.pt"
+LOCK = "run.lock"
+
+
+class RunDirError(RuntimeError):
+    """A run directory that cannot be created or written; the message names the path."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers such as SLURM send before a kill), handled like Ctrl-C: checkpoint, then exit."""
+
+
+def terminate_like_ctrl_c() -> None:
+    def raise_terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while saving kills at once
+        raise Terminated
+    signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def claim_run_dir(run_dir: Path, overrides=()) -> Path:
+    """Make `run_dir` this run's own: create its lock file exclusively; if another run holds it (two runs
+    started in the same second get the same timestamped name), use `<name>-1`, `<name>-2`, ... instead, with
+    this run's own `overrides` in `.hydra/overrides.yaml` (Hydra's files in `run_dir` may be the other run's).
+    The lock names this process while it runs (`release_run_dir` empties it) and stays as the mark that the
+    directory belongs to a run."""
+    candidate, k = Path(run_dir), 0
+    while True:
+        try:
+            candidate.mkdir(parents=True, exist_ok=k == 0)
+            fd = os.open(candidate / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            k += 1
+            candidate = Path(run_dir).with_name(f"{Path(run_dir).name}-{k}")
+        except OSError as e:
+            raise RunDirError(f"cannot create the run directory {candidate}: {e.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    if k:
+        hydra_dir = candidate / ".hydra"
+        hydra_dir.mkdir()
+        OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
+        print(f"Run directory {run_dir} belongs to another run started in the same second; using {candidate}")
+    return candidate
+
+
+def release_run_dir(run_dir: Path) -> None:
+    try:
+        (Path(run_dir) / LOCK).write_text("")
+    except OSError:  # a directory that became unwritable: the lock names a dead process, which counts as free
+        pass
+
+
+def live_holder(run_dir: Path) -> str | None:
+    """'PID p on HOST' if a live run holds `run_dir` (its lock names a process that still exists), else None.
+    A process on another host cannot be checked: it counts as live until its lock is emptied or removed."""
+    try:
+        holder = json.loads((Path(run_dir) / LOCK).read_text() or "null")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(holder, dict) or holder.get("pid") == os.getpid():
+        return None
+    if holder.get("host") == socket.gethostname():
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    return f"PID {holder.get('pid')} on {holder.get('host')}"
+
+
+def _started(run: Path) -> list:
+    """Sort key of run directories: their timestamped names in natural order (`-10` after `-9`)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", run.name)]
+
+
+def find_resume_checkpoint(run_dir: Path, multirun: bool, hydra_name: str | None = None) -> Path:
+    """resume=true: the checkpoint of the most recently started earlier run with the same
+    task/agent/exp_name/seed (or, in a sweep, the same job) that has one; the run directories' timestamped
+    names order them, so the pick is deterministic. Refuses one that a live run still holds."""
+    name = hydra_name or run_dir.name
+    pattern = f"*/{name}/checkpoints/latest.pt" if multirun else "*/checkpoints/latest.pt"
     root = run_dir.parent.parent if multirun else run_dir.parent
     found = [p for p in root.glob(pattern) if run_dir not in p.parents]
     if not found:
         raise checkpoint.CheckpointError(f"resume=true: no earlier checkpoint matching {root / pattern}; "
                                          "start without resume=true, or give checkpoint=PATH")
-    return max(found, key=lambda p: p.stat().st_mtime)
+    newest = max(found, key=lambda p: _started(p.parent.parent.parent if multirun else p.parent.parent))
+    holder = live_holder(newest.parent.parent)
+    if holder:
+        raise checkpoint.CheckpointError(
+            f"resume=true: the newest run {newest.parent.parent} is still running ({holder}); wait for it or "
+            f"stop it (if it is gone, empty {newest.parent.parent / LOCK})")
+    if len(found) > 1:
+        print(f"resume=true: {len(found)} earlier runs have checkpoints; continuing the most recently started, "
+              f"{newest.parent.parent}")
+    return newest
 
 
 def restore(path: Path, cfg, agent, trainer, buffer, logger, run_dir: Path, device) -> str:
@@ -72,21 +162,32 @@ def restore(path: Path, cfg, agent, trainer, buffer, logger, run_dir: Path, devi
         return (f"Starting {cfg.trainer} training from the agent in {path} (written by the {written_by} trainer "
                 f"at step {payload['trainer']['step']}); its counters, replay, RNG states and metrics are not "
                 "carried over")
+    step = payload["trainer"]["step"]
+    if cfg.steps < step:
+        raise checkpoint.CheckpointError(f"steps={cfg.steps}: below the checkpoint's step {step}; a run can be "
+                                         f"extended (steps > {step}), not shortened")
+    if payload.get("buffer_dir"):  # checked (and loaded) before anything else changes
+        capacity = buffer.capacity
+        buffer.load(str(checkpoint.buffer_path(path, payload)), payload["buffer_state"])
+        if buffer.capacity != capacity:
+            print(f"Replay capacity {buffer.capacity} (the saved buffer's; the config gives {capacity})")
     trainer.load_state(payload["trainer"])
     checkpoint.set_rng_state(payload["rng"])
-    if payload.get("buffer_dir"):
-        buffer.load(str(checkpoint.buffer_path(path, payload)), payload["buffer_state"])
-    adopt_previous_metrics(path, run_dir, trainer.step, logger)
+    adopt_previous_metrics(path, run_dir, payload["trainer"], logger)
     return f"Resumed from {path} at step {trainer.step} ({len(buffer)} steps in replay)"
 
 
-def adopt_previous_metrics(ckpt_path: Path, run_dir: Path, step: int, logger) -> None:
-    """Copy the metrics of the run being resumed into this run's directory, cut at the checkpoint step."""
+def adopt_previous_metrics(ckpt_path: Path, run_dir: Path, trainer_state: dict, logger) -> None:
+    """Copy the metrics of the run being resumed into this run's directory, cut to the rows its checkpoint
+    counted (checkpoints of earlier code: cut at the checkpoint step)."""
     old_metrics = ckpt_path.parent.parent / "metrics"
     if old_metrics.is_dir() and old_metrics.resolve() != (run_dir / "metrics").resolve():
         for f in old_metrics.glob("*.csv"):
             shutil.copy(f, run_dir / "metrics" / f.name)
-    logger.truncate_after(step)
+    if "metrics_rows" in trainer_state:
+        logger.truncate_to(trainer_state["metrics_rows"])
+    else:
+        logger.truncate_after(trainer_state["step"])
 
 
 def results_csv_name(cfg, job_overrides=None) -> str:

@@ -70,5 +70,12 @@ class DMControlEnv(gym.Env):
         terminated = bool(ts.last() and ts.discount == 0)
         return self._obs(ts), float(ts.reward or 0.0), terminated, bool(ts.last() and not terminated), {}
 
+    def rng_state(self) -> dict:
+        """dm_control draws initial states from the task's own RandomState (gymnasium's np_random is unused)."""
+        return {"task_random": self._env.task.random.get_state()}
+
+    def set_rng_state(self, state: dict) -> None:
+        self._env.task.random.set_state(state["task_random"])
+
     def render(self, height: int = 384, width: int = 384):
         return self._env.physics.render(height, width, camera_id=0)

@@ -84,6 +84,13 @@ class MultitaskEnv:
     def render(self):
         return self.env.render()
 
+    def rng_state(self) -> list:
+        return [env.rng_state() for env in self.envs]  # the task rotation is restored from the episode count
+
+    def set_rng_state(self, state: list) -> None:
+        for env, s in zip(self.envs, state):
+            env.set_rng_state(s)
+
     def close(self):
         for env in self.envs:
             env.close()

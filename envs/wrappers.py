@@ -58,6 +58,29 @@ class TorchEnv:
     def render(self):
         return self.env.render()
 
+    def rng_state(self) -> dict:
+        """Every random state that decides what the env does next, for checkpoints (taken between episodes):
+        the random-action generator, whether the first reset still has to seed the env, the action space's
+        generator, and the env's own (`rng_state()` of envs that define it, else gymnasium's `np_random`)."""
+        env = self.env.unwrapped
+        own = env.rng_state() if hasattr(env, "rng_state") else None
+        if own is None and getattr(env, "_np_random", None) is not None:
+            own = {"np_random": env._np_random.bit_generator.state}
+        space = self.env.action_space._np_random
+        return {"rand_act": self._rng.bit_generator.state, "first_reset_seed": self._seed, "env": own,
+                "action_space": space.bit_generator.state if space is not None else None}
+
+    def set_rng_state(self, state: dict) -> None:
+        env = self.env.unwrapped
+        self._rng.bit_generator.state = state["rand_act"]
+        self._seed = state["first_reset_seed"]
+        if state["action_space"] is not None:
+            self.env.action_space.np_random.bit_generator.state = state["action_space"]
+        if state["env"] is not None and hasattr(env, "set_rng_state"):
+            env.set_rng_state(state["env"])
+        elif state["env"] is not None:
+            env.np_random.bit_generator.state = state["env"]["np_random"]
+
     @staticmethod
     def _tensor(obs) -> torch.Tensor:
         obs = np.asarray(obs)

@@ -1,5 +1,6 @@
 """What every trainer shares: evaluation in the real environment, checkpoints of the trainer's state,
-multi-discount debug snapshots, the progress bar and the peak-memory reading."""
+the non-finite guard around updates, multi-discount debug snapshots, the progress bar and the peak-memory
+reading."""
 import json
 import resource
 import time
@@ -25,6 +26,8 @@ class BaseTrainer:
         self.step = 0
         self._elapsed = 0.0
         self._next_multi_gamma_log = 0  # not checkpointed: a resumed run writes its first snapshot at once
+        self.finished = False  # the final evaluation and checkpoint are done: resuming has nothing to do
+        self.guard = NonFiniteGuard(agent, cfg.on_nonfinite, self.run_dir)
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -38,13 +41,35 @@ class BaseTrainer:
         return None
 
     def save_checkpoint(self) -> None:
-        checkpoint.save(self.ckpt_path, self.cfg, self.spec, self.agent, {**self.state(), "trainer": self.name},
-                        self.checkpoint_buffer())
+        """The trainer's state plus what resuming must continue exactly: the metrics rows written so far
+        (a resumed run drops any row written after this), the env's RNG state, and whether the run is done."""
+        state = {**self.state(), "trainer": self.name, "finished": self.finished,
+                 "metrics_rows": self.logger.row_counts(), "env": self.env.rng_state()}
+        checkpoint.save(self.ckpt_path, self.cfg, self.spec, self.agent, state, self.checkpoint_buffer())
+
+    def load_common_state(self, state: dict) -> None:
+        """What `save_checkpoint` adds to every trainer's state (absent from checkpoints of earlier code)."""
+        self.finished = state.get("finished", False) and self.step >= self.cfg.steps
+        if state.get("env") is not None:
+            self.env.set_rng_state(state["env"])
+
+    def _finish(self, start: float) -> dict | None:
+        """The final evaluation and checkpoint, once: a finished run resumed with the same `steps` does nothing."""
+        if self.finished:
+            Progress.write(f"The run already finished at step {self.step}: nothing to do (give a larger steps= "
+                           "to extend it)")
+            return None
+        row = self._log_eval(start)
+        while self._next_eval <= self.step:  # extending the run later must not evaluate this step again
+            self._next_eval += self.cfg.eval_freq
+        self.finished = True
+        self.save_checkpoint()
+        return row
 
     # ------------------------------------------------------------------ evaluation
     def _checkpoint_on_interrupt(self, start: float, what: str) -> None:
         """Ctrl-C: save a checkpoint at `self.step` (`what` says what that step is), then tell how to resume."""
-        print(f"\nInterrupted: saving a checkpoint at {what} ...")
+        print(f"\nInterrupted: saving a checkpoint at {what} ...", flush=True)
         self._elapsed = time.time() - start
         self.save_checkpoint()
         print(f"Saved {self.ckpt_path}. Continue with the same command plus resume=true.")
@@ -109,6 +134,79 @@ class BaseTrainer:
         with open(self.run_dir / "multi_gamma_snapshots.jsonl", "a") as f:
             for record in records:
                 f.write(json.dumps({"step": self.step, **record}) + "\n")
+
+
+class NonFiniteError(RuntimeError):
+    """on_nonfinite=stop: training stopped at a non-finite loss, gradient or observation."""
+
+
+class NonFiniteGuard:
+    """`on_nonfinite=stop|skip|warn` around `agent.update(batch)`, for any agent.
+
+    A step pre-hook on each of the agent's optimisers checks its gradients (after clipping) just before the
+    step: non-finite ones are dropped (`p.grad = None`, which Adam skips), so with stop or skip the weights
+    stay finite; warn lets the step through. After the update the returned metrics (losses, gradient norms)
+    are checked too. stop raises NonFiniteError naming the metrics, the optimisers, the update and step and
+    the last finite values, after writing `diagnostic.pt` (the batch, the metrics, the agent's weights);
+    skip drops that update's metrics and carries on; warn prints and carries on.
+    The checks cost one device synchronisation per optimiser step and one per update."""
+
+    def __init__(self, agent, mode: str, run_dir: Path):
+        self.agent, self.mode, self.run_dir = agent, mode, Path(run_dir)
+        self.last_finite, self.count, self._bad_grads = {}, 0, []
+        for name, value in vars(agent).items():
+            if isinstance(value, torch.optim.Optimizer):
+                value.register_step_pre_hook(lambda opt, args, kwargs, name=name: self._check_grads(name, opt))
+
+    def _check_grads(self, name: str, optimizer) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads and not torch.stack([torch.isfinite(g).all() for g in grads]).all():
+            self._bad_grads.append(name)
+            if self.mode != "warn":
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        p.grad = None
+
+    def update(self, batch, update: int, step: int) -> dict | None:
+        """`agent.update(batch)`; its metrics, or None when skip dropped a non-finite update."""
+        self._bad_grads = []
+        metrics = self.agent.update(batch)
+        finite = torch.stack([torch.isfinite(v).all() for v in metrics.values()]).tolist() if metrics else []
+        bad = [k for k, ok in zip(metrics, finite) if not ok]
+        if not bad and not self._bad_grads:
+            self.last_finite = metrics
+            return metrics
+        self.count += 1
+        parts = ([f"non-finite {', '.join(f'{k}={metrics[k].item():g}' for k in bad)}"] if bad else []) + \
+            ([f"non-finite gradients of {', '.join(self._bad_grads)}"] if self._bad_grads else [])
+        what = f"{'; '.join(parts)} in update {update} at step {step}"
+        last = ", ".join(f"{k}={v.item():.4g}" for k, v in self.last_finite.items() if v.numel() == 1)
+        if self.mode == "stop":
+            diagnostic = self.run_dir / "diagnostic.pt"
+            torch.save({"batch": batch.cpu(), "metrics": metrics, "last_finite": self.last_finite, "step": step,
+                        "update": update, "agent": self.agent.state_dict()}, diagnostic)
+            raise NonFiniteError(f"{what}. Last finite values: {last or 'none (the first update)'}. The batch "
+                                 f"and the weights (before the step: non-finite gradients were not applied) are in "
+                                 f"{diagnostic}. on_nonfinite=skip or warn carries on instead")
+        if self.count <= 5 or self.count % 1000 == 0:
+            Progress.write(f"Warning ({self.count} so far): {what}; "
+                           + ("the update's non-finite optimiser steps were skipped" if self.mode == "skip"
+                              else "carrying on (on_nonfinite=warn)"))
+        return None if self.mode == "skip" else metrics
+
+    def check_episode(self, episode, step: int) -> bool:
+        """Whether an episode from the environment may enter replay: non-finite observations or rewards
+        stop (stop), are dropped (skip) or pass with a warning (warn)."""
+        bad = [k for k, v in episode.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if not bad:
+            return True
+        what = f"non-finite {', '.join(bad)} in the episode ending at step {step} (from the environment)"
+        if self.mode == "stop":
+            diagnostic = self.run_dir / "diagnostic.pt"
+            torch.save({"episode": episode, "step": step}, diagnostic)
+            raise NonFiniteError(f"{what}; the episode is in {diagnostic}")
+        Progress.write(f"Warning: {what}; " + ("dropped" if self.mode == "skip" else "kept (on_nonfinite=warn)"))
+        return self.mode == "warn"
 
 
 def peak_memory_mb() -> float:

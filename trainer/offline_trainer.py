@@ -32,6 +32,7 @@ class OfflineTrainer(BaseTrainer):
         self.step = state["step"]
         self._next_eval, self._next_ckpt, self._next_log = state["next_eval"], state["next_ckpt"], state["next_log"]
         self._elapsed = state["elapsed"]
+        self.load_common_state(state)
 
     # ------------------------------------------------------------------ loop
     def train(self) -> None:
@@ -46,13 +47,14 @@ class OfflineTrainer(BaseTrainer):
                     self._next_eval += cfg.eval_freq
                 self._multi_gamma_snapshot()
                 t0 = time.perf_counter()
-                metrics = self.agent.update(self.buffer.sample())
+                metrics = self.guard.update(self.buffer.sample(), self.step + 1, self.step + 1)
                 dt = time.perf_counter() - t0
                 update_time += dt
-                count += 1
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                sums["update_ms"] = sums.get("update_ms", 0.0) + 1e3 * dt
+                if metrics is not None:  # None: on_nonfinite=skip dropped it
+                    count += 1
+                    for k, v in metrics.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    sums["update_ms"] = sums.get("update_ms", 0.0) + 1e3 * dt
                 self.step += 1
                 progress.update(1)
                 if self.step >= self._next_log or self.step == cfg.steps:
@@ -68,8 +70,9 @@ class OfflineTrainer(BaseTrainer):
                     self._elapsed = time.time() - start
                     self.save_checkpoint()
                     self._next_ckpt += cfg.checkpoint_freq
-            progress.eval_return = self._log_eval(start)["episode_reward"]
-            self.save_checkpoint()
+            final = self._finish(start)
+            if final is not None:
+                progress.eval_return = final["episode_reward"]
         except KeyboardInterrupt:
             progress.close()
             self._checkpoint_on_interrupt(start, f"update {self.step}")

@@ -56,6 +56,7 @@ class OnlineTrainer(BaseTrainer):
             self.pool.load_state_dict(state["selfplay"])
         if self.spec.multitask:  # the round-robin task rotation: training episode k plays task k mod num_tasks
             self.env.next_task = self.episode % len(self.spec.tasks)
+        self.load_common_state(state)
 
     def checkpoint_buffer(self):
         return self.buffer if self.cfg.save_buffer else None
@@ -96,8 +97,7 @@ class OnlineTrainer(BaseTrainer):
                 if self.step >= self._next_ckpt:
                     self.save_checkpoint()
                     self._next_ckpt += cfg.checkpoint_freq
-            last_eval = self._log_eval(start)
-            self.save_checkpoint()
+            self._finish(start)
         except KeyboardInterrupt:
             progress.close()
             # the unfinished episode never reached the buffer: count from its start again
@@ -133,7 +133,8 @@ class OnlineTrainer(BaseTrainer):
         episode = torch.stack(steps)
         if self._aux_targets is not None:
             episode.update(self._aux_targets(episode["obs"], info, self.cfg.aux_heads.goal_horizon))
-        self.buffer.add(episode)
+        if self.guard.check_episode(episode, self.step):
+            self.buffer.add(episode)
         self._episode_start = self.step  # nothing unfinished to drop if interrupted from here on
         return ret, len(steps) - 1, info, {k: (v / count).item() for k, v in sums.items()}
 
@@ -152,8 +153,9 @@ class OnlineTrainer(BaseTrainer):
         for _ in range(n):
             self.updates += 1
             start = time.perf_counter()
-            metrics = self.agent.update(self.buffer.sample())
-            yield {**metrics, "update_ms": torch.tensor(1e3 * (time.perf_counter() - start))}
+            metrics = self.guard.update(self.buffer.sample(), self.updates, self.step)
+            if metrics is not None:  # None: on_nonfinite=skip dropped it
+                yield {**metrics, "update_ms": torch.tensor(1e3 * (time.perf_counter() - start))}
 
     def _game_stats(self, info: dict) -> dict:
         """Win/draw/loss rates over the last 100 games for two-player tasks (info carries `winner`)."""

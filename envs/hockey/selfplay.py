@@ -185,7 +185,8 @@ class OpponentPool:
     def state_dict(self) -> dict:
         return {"members": [{"path": m.path, "step": m.step, "outcomes": list(m.outcomes)} for m in self.members],
                 "recent": {kind: list(games) for kind, games in self.recent.items()},
-                "rng": self.rng.bit_generator.state}
+                "rng": self.rng.bit_generator.state,
+                "basic": {kind: {"rng": o.rng.get_state(), "phase": o.phase} for kind, o in self.basic.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Reload the members from their files (the pool's own checkpoints are not needed)."""
@@ -198,4 +199,7 @@ class OpponentPool:
             self.recent[kind].clear()
             self.recent[kind].extend(games)
         self.rng.bit_generator.state = state["rng"]
+        for kind, saved in state.get("basic", {}).items():  # absent from checkpoints of earlier code
+            self.basic[kind].rng.set_state(saved["rng"])
+            self.basic[kind].phase = saved["phase"]
         self.current = None

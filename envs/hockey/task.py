@@ -240,6 +240,22 @@ class HockeyTask(gym.Env):
         }
         return self._learner_obs(obs1), float(r), bool(terminated), bool(truncated), out
 
+    def rng_state(self) -> dict:
+        """The bridge's generator (it draws each game's reset seed), the side schedule's episode count and a
+        BasicOpponent's random state and phase; a policy opponent's state is its own (a self-play pool's
+        is in the trainer's state). The game itself is re-seeded at every reset."""
+        state = {"rng": self._rng.bit_generator.state, "episode": self.episode}
+        if isinstance(self.opponent, BasicOpponent):
+            state["opponent"] = {"rng": self.opponent.rng.get_state(), "phase": self.opponent.phase}
+        return state
+
+    def set_rng_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state["rng"]
+        self.episode = state["episode"]
+        if "opponent" in state and isinstance(self.opponent, BasicOpponent):
+            self.opponent.rng.set_state(state["opponent"]["rng"])
+            self.opponent.phase = state["opponent"]["phase"]
+
     def render(self):
         if self.render_mode is None:
             return None
