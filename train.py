@@ -73,6 +73,8 @@ def run(cfg, run_dir: Path, hydra_dir: Path) -> None:
         except DatasetError as e:
             sys.exit(f"Dataset error: {e}")
         print(f"Offline data: {summary}")
+    elif cfg.trainer == "onpolicy":  # learns from each rollout once: no replay
+        buffer = None
     else:
         buffer = Buffer(buffer_capacity(cfg, spec), agent.seq_len, agent.batch_size, buffer_storage(cfg, spec),
                         scratch_dir=str(run_dir / "buffer_memmap"), device=device,

@@ -26,6 +26,8 @@ FORMAT_VERSION = 1
 ARCHITECTURE_KEYS = ("agent", "task", "obs", "num_bins",
                      "latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q", "simnorm_dim", "horizon",  # TD-MPC2
                      "deter", "hidden", "layers", "stoch", "groups", "classes", "latent", "cnn_depth",  # Dreamer
+                     "encoder", "codebook_size", "code_dim", "num_codes", "memory_dim", "memory_layers",
+                     "memory_heads", "window", "controller_dims", "image_size",  # World Models
                      "aux_heads.enabled",  # dotted keys name nested entries
                      "task_dim")  # multi-task TD-MPC2 only (see load)
 

@@ -13,8 +13,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from common.math import discount_from_episode_length
 from common.precision import PRECISIONS
 
-AGENTS = ("tdmpc2", "dreamer")
-TRAINERS = ("online", "offline")
+AGENTS = ("tdmpc2", "dreamer", "worldmodels")
+TRAINERS = ("online", "offline", "onpolicy")
 MAX_DISCOUNTS = 6
 
 
@@ -150,6 +150,11 @@ def validate(cfg: DictConfig) -> DictConfig:
         _validate_online(r)
     if cfg.trainer == "offline":
         _validate_offline(r)
+    if cfg.trainer == "onpolicy":
+        r.positive_int("num_envs")
+    r.check((cfg.agent == "worldmodels") == (cfg.trainer == "onpolicy"), "trainer",
+            "agent=worldmodels learns on-policy: it needs trainer=onpolicy, which serves no other agent")
+    r.check(cfg.image_size is None or _is_int(cfg.image_size, 1), "image_size", "must be null or a positive integer")
     r.check(not (cfg.resume and cfg.checkpoint), "resume", "give either resume=true or checkpoint=PATH, not both")
     r.check(isinstance(cfg.resume, bool), "resume", "must be true or false")
     try:
@@ -180,6 +185,8 @@ def validate(cfg: DictConfig) -> DictConfig:
         _validate_tdmpc2(r)
     if cfg.agent == "dreamer":
         _validate_dreamer(r)
+    if cfg.agent == "worldmodels":
+        _validate_worldmodels(r)
     _validate_multi_gamma(r)
     _validate_aux(r)
     _validate_selfplay(r)
@@ -432,6 +439,16 @@ def validate_for_env(cfg: DictConfig, spec) -> None:
         shape = tuple(spec.obs_shape)
         r.check(len(shape) == 1 or (len(shape) == 3 and shape[1:] == (64, 64)), "obs",
                 f"Dreamer needs vector or (C, 64, 64) image observations, got {shape}")
+    if cfg.agent == "worldmodels":
+        image = len(spec.obs_shape) == 3
+        r.check(not (image and cfg.encoder == "mlp"), "encoder",
+                f"task {spec.task} has image observations {tuple(spec.obs_shape)}: use encoder=conv (or auto)")
+        r.check(image or cfg.encoder != "conv", "encoder",
+                f"task {spec.task} has vector observations {tuple(spec.obs_shape)}: use encoder=mlp (or auto)")
+        if image and cfg.encoder != "mlp":
+            r.check(all(n >= 16 and n % 16 == 0 for n in spec.obs_shape[1:]), "image_size",
+                    f"the conv VQ-VAE halves images four times: height and width must be multiples of 16, got "
+                    f"{tuple(spec.obs_shape)}")
     mg = cfg.multi_gamma
     if mg.enabled and len(mg.gammas) > 1 and isinstance(mg.gammas[0], float):
         primary = primary_discount(cfg, spec)
@@ -518,3 +535,28 @@ def _validate_dreamer(r: _Rules):
     r.number("actor_grad_mix", 0, 1)
     r.number("critic_ema", 0, 1, low_open=True)
     r.number("retnorm_rate", 0, 1, low_open=True)
+
+
+def _validate_worldmodels(r: _Rules):
+    cfg = r.cfg
+    r.choice("phase", ("a2c", "vision", "memory"))
+    r.choice("encoder", ("auto", "conv", "mlp"))
+    r.positive_int("codebook_size", "code_dim", "num_codes", "enc_dim", "cnn_depth", "memory_dim", "memory_layers",
+                   "memory_heads", "window", "planning_horizon", "num_action_samples", "n_steps")
+    r.check(_is_int(cfg.memory_dim, 1) and _is_int(cfg.memory_heads, 1) and cfg.memory_dim % cfg.memory_heads == 0,
+            "memory_dim", f"must be divisible by memory_heads={cfg.memory_heads}")
+    dims = list(cfg.controller_dims) if isinstance(cfg.controller_dims, ListConfig) else None
+    r.check(bool(dims) and all(_is_int(d, 1) for d in dims), "controller_dims",
+            "must be a non-empty list of positive integers", dims if dims is not None else cfg.controller_dims)
+    for key in ("commitment_coef", "vision_coef", "memory_coef", "reward_coef", "value_coef", "entropy_coef"):
+        r.number(key, 0)
+    r.number("lr", 0, low_open=True)
+    r.number("grad_clip_norm", 0, low_open=True)
+    r.number("gae_lambda", 0, 1)
+    r.number("planning_weight", 0, 1)
+    r.number("default_discount", 0, 1, low_open=True, high_open=True)
+    for key in ("planning", "planning_bootstrap"):
+        r.check(isinstance(cfg[key], bool), key, "must be true or false")
+    r.check(not (cfg.planning is True and cfg.reward_coef == 0), "planning",
+            "planning scores actions by predicted rewards, and reward_coef=0 leaves the reward predictor untrained: "
+            "set reward_coef > 0 or planning=false")

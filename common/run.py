@@ -146,19 +146,20 @@ def find_resume_checkpoint(run_dir: Path, multirun: bool, hydra_name: str | None
 
 def restore(path: Path, cfg, agent, trainer, buffer, logger, run_dir: Path, device) -> str:
     """Load a checkpoint into this run; returns what was done. A checkpoint of the same trainer resumes
-    everything (counters, RNG states, replay, metrics); one of the other trainer (offline -> online
-    fine-tuning) gives the agent only, and only with checkpoint=PATH, never with resume=true."""
+    everything (counters, RNG states, replay, metrics); one of another trainer (offline -> online
+    fine-tuning; a World Models pretraining phase -> the next, see `OnPolicyTrainer`) gives the agent only,
+    and only with checkpoint=PATH, never with resume=true."""
     payload = checkpoint.load(path, cfg, map_location=device)
     if payload.get("policy_only"):
         raise checkpoint.CheckpointError(f"{path} holds only a policy (a self-play snapshot), no optimiser or "
                                          "trainer state: use it with evaluate.py or as an opponent, not to train on")
     written_by = payload["trainer"].get("trainer", "online")  # checkpoints before offline training: online
-    if written_by != cfg.trainer and cfg.resume:
+    if written_by != trainer.name and cfg.resume:
         raise checkpoint.CheckpointError(
-            f"{path} was written by the {written_by} trainer, not trainer={cfg.trainer}; to start "
+            f"{path} was written by the {written_by} trainer, not trainer={trainer.name}; to start "
             f"{cfg.trainer} training from its agent give checkpoint={path}")
     agent.load_state_dict(payload["agent"])
-    if written_by != cfg.trainer:
+    if written_by != trainer.name:
         return (f"Starting {cfg.trainer} training from the agent in {path} (written by the {written_by} trainer "
                 f"at step {payload['trainer']['step']}); its counters, replay, RNG states and metrics are not "
                 "carried over")
@@ -174,7 +175,8 @@ def restore(path: Path, cfg, agent, trainer, buffer, logger, run_dir: Path, devi
     trainer.load_state(payload["trainer"])
     checkpoint.set_rng_state(payload["rng"])
     adopt_previous_metrics(path, run_dir, payload["trainer"], logger)
-    return f"Resumed from {path} at step {trainer.step} ({len(buffer)} steps in replay)"
+    replay = f" ({len(buffer)} steps in replay)" if buffer is not None else ""
+    return f"Resumed from {path} at step {trainer.step}{replay}"
 
 
 def adopt_previous_metrics(ckpt_path: Path, run_dir: Path, trainer_state: dict, logger) -> None:

@@ -48,13 +48,15 @@ def task_kind(task: str) -> str:
 
 
 def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
-    from envs.wrappers import RescaleAction
+    from envs.wrappers import ImageObservation, RescaleAction
     kind = task_kind(task)
     if kind == "dmc":
         from envs.dmcontrol import DMControlEnv
         return DMControlEnv(task, seed, pixels=cfg.obs == "rgb"), kind
     if kind == "gym":
         env = gym.make(task[len("gym/"):], render_mode="rgb_array")
+        if len(env.observation_space.shape) == 3:  # pixel tasks, e.g. CarRacing-v3: channels first, resized
+            env = ImageObservation(env, cfg.image_size)
     else:
         from envs.hockey.task import make_hockey_env
         mode, opponent = HOCKEY_TASKS[task]
@@ -97,7 +99,7 @@ def make_env(cfg, seed: int | None = None):
 def _make_task_env(cfg, task: str, seed: int):
     from envs.wrappers import TorchEnv
     env, kind = _build_gym_env(cfg, task, seed)
-    action_repeat = cfg.action_repeat if cfg.action_repeat != "auto" else (2 if kind == "dmc" else 1)
+    action_repeat = _action_repeat(cfg, kind)
     frames = getattr(env.unwrapped, "max_episode_steps", None) or (env.spec.max_episode_steps if env.spec else None)
     if frames is None:
         raise ValueError(f"task={task!r} has no time limit; the framework needs one to set the episode length")
@@ -107,6 +109,24 @@ def _make_task_env(cfg, task: str, seed: int):
                    discrete=torch_env.discrete, episode_length=-(-int(frames) // action_repeat),
                    action_repeat=action_repeat, episodic=bool(episodic), task=task)
     return torch_env, spec
+
+
+def _action_repeat(cfg, kind: str) -> int:
+    return cfg.action_repeat if cfg.action_repeat != "auto" else (2 if kind == "dmc" else 1)
+
+
+def make_vector_env(cfg, num_envs: int, seed: int) -> gym.vector.SyncVectorEnv:
+    """`num_envs` copies of the single task `cfg.task` (env i seeded with seed + i) in one gymnasium vector
+    env, actions in [-1, 1] or action indices, action repeat applied inside each copy. Episodes reset in the
+    step that ends them; that step's last observation is in `info['final_obs']` (the on-policy trainer
+    bootstraps truncated episodes from it)."""
+    from envs.wrappers import ActionRepeat
+
+    def build(i: int) -> gym.Env:
+        env, kind = _build_gym_env(cfg, cfg.task, seed + i)
+        return ActionRepeat(env, _action_repeat(cfg, kind))
+    return gym.vector.SyncVectorEnv([lambda i=i: build(i) for i in range(num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
 def _make_multitask_env(cfg, seed: int):

@@ -17,6 +17,40 @@ class RescaleAction(gym.ActionWrapper):
         return self._low + (np.asarray(action) + 1) * 0.5 * (self._high - self._low)
 
 
+class ActionRepeat(gym.Wrapper):
+    """Repeat each action `repeat` times (frame skip), summing the rewards; stops at an episode end."""
+
+    def __init__(self, env: gym.Env, repeat: int):
+        super().__init__(env)
+        self.repeat = repeat
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(self.repeat):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
+class ImageObservation(gym.ObservationWrapper):
+    """(H, W, C) uint8 frames -> (C, size, size) uint8, area-resized (size None: (C, H, W) as they are): the
+    layout of the pixel encoders (DeepMind Control pixels are (C, 64, 64))."""
+
+    def __init__(self, env: gym.Env, size: int | None):
+        super().__init__(env)
+        h, w, c = env.observation_space.shape
+        self.size = (h, w) if size is None else (size, size)
+        self.observation_space = gym.spaces.Box(0, 255, (c, *self.size), np.uint8)
+
+    def observation(self, obs):
+        x = torch.from_numpy(np.ascontiguousarray(obs)).permute(2, 0, 1).float().unsqueeze(0)  # (1, C, H, W)
+        if x.shape[-2:] != self.size:
+            x = torch.nn.functional.interpolate(x, size=self.size, mode="area")
+        return x.squeeze(0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
 class TorchEnv:
     """gymnasium env -> torch. `reset() -> obs`, `step(action) -> (obs, reward, done, info)` with
     info carrying `terminated`, `truncated` and `success` (plus the env's own info entries). Time-limit
@@ -24,7 +58,7 @@ class TorchEnv:
     actions are clipped to [-1, 1] here (Dreamer's actor_dist=normal_clip sends unbounded Gaussian samples)."""
 
     def __init__(self, env: gym.Env, action_repeat: int, seed: int):
-        self.env, self.action_repeat = env, action_repeat
+        self.env, self.action_repeat = ActionRepeat(env, action_repeat), action_repeat
         self.discrete = isinstance(env.action_space, gym.spaces.Discrete)
         self.action_dim = int(env.action_space.n) if self.discrete else int(np.prod(env.action_space.shape))
         self._seed = seed
@@ -39,12 +73,7 @@ class TorchEnv:
     def step(self, action: torch.Tensor):
         action = action.detach().cpu().numpy()
         env_action = int(action.argmax()) if self.discrete else np.clip(action, -1.0, 1.0)
-        reward, info = 0.0, {}
-        for _ in range(self.action_repeat):
-            obs, r, terminated, truncated, info = self.env.step(env_action)
-            reward += float(r)
-            if terminated or truncated:
-                break
+        obs, reward, terminated, truncated, info = self.env.step(env_action)
         info = dict(info, terminated=bool(terminated), truncated=bool(truncated and not terminated),
                     success=float(info.get("success", 0.0)))
         return self._tensor(obs), reward, bool(terminated or truncated), info

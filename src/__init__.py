@@ -8,4 +8,7 @@ def make_agent(cfg, spec, device):
     if cfg.agent == "dreamer":
         from src.dreamer.agent import Dreamer
         return Dreamer(cfg, spec, device)
+    if cfg.agent == "worldmodels":
+        from src.worldmodels.agent import WorldModels
+        return WorldModels(cfg, spec, device)
     raise ValueError(f"agent={cfg.agent!r}: unknown agent")

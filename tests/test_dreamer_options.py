@@ -113,7 +113,7 @@ def test_normal_clip_actor_samples_unbounded_and_the_env_wrapper_clips():
     env = TorchEnv(Recorder(), action_repeat=1, seed=0)
     env.reset()
     env.step(torch.tensor([3.0, -2.5, 0.25]))
-    assert env.env.sent.tolist() == [1.0, -1.0, 0.25]
+    assert env.env.unwrapped.sent.tolist() == [1.0, -1.0, 0.25]
 
 
 def test_normal_clip_updates_and_acts():

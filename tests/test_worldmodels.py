@@ -1,0 +1,204 @@
+"""World Models agent (agent=worldmodels): VQ, memory gradients, GAE, planning, A2C signs, config rules."""
+import pytest
+import torch
+
+import common.config
+from common.config import ConfigError
+from tests.conftest import compose
+
+WM = ["agent=worldmodels", "trainer=onpolicy", "task=gym/CartPole-v1", "memory_dim=16", "memory_layers=1",
+      "memory_heads=2", "window=4", "controller_dims=[16,16]", "enc_dim=16", "num_codes=2", "code_dim=4",
+      "n_steps=4", "num_envs=2", "planning_horizon=2"]
+
+
+def _agent(*overrides):
+    from envs import make_env
+    from src import make_agent
+    torch.manual_seed(0)
+    cfg = compose([*WM, *overrides])
+    env, spec = make_env(cfg)
+    common.config.validate_for_env(cfg, spec)
+    return cfg, spec, make_agent(cfg, spec, torch.device("cpu"))
+
+
+def test_vq_straight_through_and_losses_hand_case():
+    from src.worldmodels.vision import VectorQuantizer
+    vq = VectorQuantizer(2, 2)
+    with torch.no_grad():
+        vq.codebook.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+    z_e = torch.tensor([[0.2, 0.0], [0.9, 1.3]], requires_grad=True)
+    z_q, codebook, commitment, idx = vq(z_e)
+    assert idx.tolist() == [0, 1]
+    assert torch.allclose(z_q, vq.codebook.weight)  # forward value: the codes
+    expected = (0.2 ** 2 + 0.1 ** 2 + 0.3 ** 2) / 4  # mean squared distance to the chosen codes
+    assert codebook.item() == pytest.approx(expected) and commitment.item() == pytest.approx(expected)
+    (z_q * torch.tensor([[1.0, 2.0], [3.0, 4.0]])).sum().backward()
+    assert torch.allclose(z_e.grad, torch.tensor([[1.0, 2.0], [3.0, 4.0]]))  # straight through, unchanged
+    z_e.grad = None
+    codebook.backward()
+    assert z_e.grad is None or z_e.grad.abs().sum() == 0  # the codebook loss moves the codebook only
+    assert vq.codebook.weight.grad.abs().sum() > 0
+
+
+def test_memory_gradient_reaches_current_entry_not_history():
+    cfg, spec, agent = _agent()
+    mem = agent.memory
+    history = torch.randn(3, mem.window - 1, mem.token_dim, requires_grad=True)
+    token = torch.randn(3, mem.token_dim, requires_grad=True)
+    mem(history, torch.full((3,), mem.window - 1), token).sum().backward()
+    assert history.grad is None
+    assert token.grad is not None and token.grad.abs().sum() > 0
+
+
+def test_memory_padding_is_ignored():
+    cfg, spec, agent = _agent()
+    mem = agent.memory
+    token = torch.randn(1, mem.token_dim)
+    empty = mem(torch.zeros(1, mem.window - 1, mem.token_dim), torch.zeros(1, dtype=torch.long), token)
+    junk = mem(torch.randn(1, mem.window - 1, mem.token_dim), torch.zeros(1, dtype=torch.long), token)
+    assert torch.allclose(empty, junk, atol=1e-5) and torch.isfinite(empty).all()
+
+
+def test_gae_hand_case_with_episode_end_inside():
+    from src.worldmodels.agent import gae
+    g, lam = 0.9, 0.5
+    reward = torch.tensor([[1.0], [2.0], [3.0]])
+    value = torch.tensor([[0.5], [1.0], [2.0]])
+    next_value = torch.tensor([[1.0], [9.0], [4.0]])  # step 1 terminated: its next value must not count
+    terminated = torch.tensor([[0.0], [1.0], [0.0]])
+    done = terminated.clone()
+    adv, ret = gae(reward, value, next_value, terminated, done, g, lam)
+    d2 = 3 + g * 4 - 2
+    d1 = 2 - 1.0
+    d0 = 1 + g * 1.0 - 0.5
+    a0 = d0 + g * lam * d1  # the recursion continues into step 1, stops at its end
+    assert torch.allclose(adv.squeeze(), torch.tensor([a0, d1, d2]))
+    assert torch.allclose(ret, adv + value)
+    # truncation (done, not terminated) bootstraps from next_value but still stops the recursion
+    adv_t, _ = gae(reward, value, next_value, torch.zeros_like(done), done, g, lam)
+    assert adv_t[1].item() == pytest.approx(2 + g * 9 - 1.0)
+
+
+def test_discrete_planning_picks_best_action_of_known_toy_model():
+    from src.worldmodels.controller import planned_returns
+    cfg, spec, agent = _agent()
+    mem = agent.memory
+    rewards = torch.tensor([0.2, 1.0])  # action 1 pays more
+    mem.predict = lambda h, a: (torch.zeros(h.shape[0], agent.vision.z_dim), a @ rewards)
+    b = 3
+    history, length = mem.initial(b, "cpu")
+    token = torch.zeros(b, mem.token_dim)
+    h = mem(history, length, token)
+    actions = torch.eye(2).expand(b, -1, -1)
+    scores = planned_returns(mem, agent.controller, history, length, token, h, actions, 3, 0.5, False)
+    assert torch.allclose(scores, (rewards * (1 + 0.5 + 0.25)).expand(b, -1))
+    assert (scores.argmax(-1) == 1).all()
+
+
+def test_positive_advantage_raises_log_prob():
+    cfg, spec, agent = _agent("planning=false", "vision_coef=0", "memory_coef=0", "reward_coef=0", "entropy_coef=0",
+                              "value_coef=0")
+    from tensordict import TensorDict
+    T, N = 4, 2
+    obs = torch.randn(4).expand(T, N, 4).clone()  # one state: the test is about the sign, not generalisation
+    agent.collect(obs[0], torch.ones(N, dtype=torch.bool))
+    history, length, prev = agent.memory.initial(T * N, "cpu")[0], torch.zeros(T * N, dtype=torch.long), None
+    # action 0 at the rewarded steps (positive advantage), action 1 at the others (negative)
+    action = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 1]).view(T, 1).expand(T, N), 2).float()
+    rollout = TensorDict({"obs": obs, "history": history.unflatten(0, (T, N)), "length": length.view(T, N),
+                          "prev_action": torch.zeros(T, N, 2), "action": action,
+                          "reward": torch.tensor([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]),
+                          "value": torch.zeros(T, N), "next_value": torch.zeros(T, N),
+                          "terminated": torch.ones(T, N, dtype=torch.bool), "done": torch.ones(T, N, dtype=torch.bool),
+                          "next_obs": obs}, batch_size=[T, N])
+
+    def log_prob():
+        with torch.no_grad():
+            z = agent.vision.encode(obs.flatten(0, 1))
+            h = agent.memory(history, length, torch.cat([z, torch.zeros(T * N, 2)], -1))
+            return agent.controller.log_prob_entropy(torch.cat([z, h], -1), action.flatten(0, 1))[0].view(T, N)
+    before = log_prob()
+    agent.update(rollout)
+    change = log_prob() - before
+    assert (change[0::2] > 0).all() and (change[1::2] < 0).all(), change
+
+
+def test_vector_env_rollout_shapes():
+    from envs import make_env
+    from trainer.base import Progress
+    from trainer.onpolicy_trainer import OnPolicyTrainer
+    cfg, spec, agent = _agent()
+    env, _ = make_env(cfg)
+    trainer = OnPolicyTrainer(cfg, env, spec, agent, None, None, "/tmp")
+    trainer._reset()
+    rollout, _ = trainer.rollout(Progress(1, 0, enabled=False))
+    assert rollout.batch_size == torch.Size([4, 2])
+    assert rollout["obs"].shape == (4, 2, 4) and rollout["action"].shape == (4, 2, 2)
+    assert rollout["history"].shape == (4, 2, 3, agent.memory.token_dim)
+    assert rollout["next_value"].shape == (4, 2)
+    metrics = agent.update(rollout)
+    assert all(torch.isfinite(v) for v in metrics.values())
+    trainer.envs.close()
+
+
+def test_pixel_task_conv_encoder_shapes():
+    from envs import make_env
+    from src import make_agent
+    cfg = compose(["agent=worldmodels", "trainer=onpolicy", "task=gym/CarRacing-v3", "cnn_depth=4",
+                   "memory_dim=16", "memory_heads=2", "memory_layers=1", "window=2", "num_action_samples=2",
+                   "planning_horizon=1"])
+    env, spec = make_env(cfg)
+    assert spec.obs_shape == (3, 64, 64)
+    common.config.validate_for_env(cfg, spec)
+    agent = make_agent(cfg, spec, torch.device("cpu"))
+    action = agent.act(env.reset(), t0=True)
+    assert action.shape == (3,) and action.abs().max() <= 1
+    with pytest.raises(ConfigError, match="encoder="):
+        common.config.validate_for_env(compose([*cfg_overrides(cfg), "encoder=mlp"]), spec)
+    env.close()
+
+
+def cfg_overrides(cfg):
+    return ["agent=worldmodels", "trainer=onpolicy", f"task={cfg.task}"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["n_steps=0"], "n_steps=0: must be a positive integer"),
+    (["planning=true", "reward_coef=0"], "planning=True: planning scores actions by predicted rewards"),
+    (["memory_dim=30", "memory_heads=4"], "memory_dim=30: must be divisible"),
+    (["phase=both"], "phase='both': must be one of"),
+])
+def test_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        compose([*WM, *overrides])
+
+
+def test_worldmodels_needs_onpolicy_trainer():
+    with pytest.raises(ConfigError, match="trainer='online': agent=worldmodels learns on-policy"):
+        compose(["agent=worldmodels", "task=gym/CartPole-v1"])
+
+
+def test_unknown_key_rejected():
+    from hydra.errors import ConfigCompositionException
+    with pytest.raises(ConfigCompositionException, match="planing"):
+        compose([*WM, "planing=false"])
+
+
+@pytest.mark.slow
+def test_resume_and_pretraining_phases(tmp_path):
+    import csv
+    from tests.conftest import run_train
+    base = [*WM, "eval_episodes=1", "eval_freq=100000", "checkpoint_freq=8"]
+    first = run_train([*base, "steps=16", "exp_name=r"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_train([*base, "steps=32", "exp_name=r", "resume=true"], cwd=tmp_path)
+    assert again.returncode == 0 and "Resumed from" in again.stdout and "at step 16" in again.stdout, again.stdout
+    run = sorted((tmp_path / "runs/gym/CartPole-v1/worldmodels/r/seed1").iterdir())[-1]
+    with open(run / "metrics/train.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [8, 16, 24, 32]  # continued, nothing repeated
+    # pretraining: V, then M from V's checkpoint (agent only), then A2C from M's
+    vision = run_train([*base, "steps=8", "phase=vision", "exp_name=v"], cwd=tmp_path)
+    assert vision.returncode == 0, vision.stderr[-2000:]
+    ckpt = next((tmp_path / "runs").rglob("v/seed1/*/checkpoints/latest.pt"))
+    memory = run_train([*base, "steps=8", "phase=memory", "exp_name=m", f"checkpoint={ckpt}"], cwd=tmp_path)
+    assert memory.returncode == 0 and "written by the onpolicy-vision trainer" in memory.stdout, memory.stdout
