@@ -51,3 +51,16 @@ def run_train(args, cwd, timeout=600, **kwargs):
     import sys
     cmd = [sys.executable, str(ROOT / "train.py"), "threads=1", "logger.progress=false", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def random_episode(env, spec) -> torch.Tensor:
+    """One episode of random actions in the buffer's step layout (the first step carries a zero action)."""
+    from common.buffer import episode_step
+    obs = env.reset()
+    steps = [episode_step(obs, torch.zeros(spec.action_dim), 0.0, False, True)]
+    done = False
+    while not done:
+        a = env.rand_act()
+        obs, r, done, info = env.step(a)
+        steps.append(episode_step(obs, a, r, info["terminated"], False))
+    return torch.stack(steps)

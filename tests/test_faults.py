@@ -16,32 +16,21 @@ import pytest
 import torch
 
 from common import checkpoint
-from common.buffer import Buffer, SavedBufferError, check_saved, episode_step
+from common.buffer import Buffer, SavedBufferError, check_saved
 from common.config import ConfigError, validate_evaluate
 from common.dataset import DatasetError, load_buffer, write_dataset
 from common.logger import CSVLog
-from tests.conftest import ROOT, TINY_TDMPC2, compose, run_train
+from tests.conftest import ROOT, TINY_TDMPC2, compose, random_episode, run_train
 
 
 class Killed(BaseException):
     """Raised by an injected fault: like SIGKILL, nothing in the code under test catches it."""
 
 
-def _episode(env, spec):
-    obs = env.reset()
-    steps = [episode_step(obs, torch.zeros(spec.action_dim), 0.0, False, True)]
-    done = False
-    while not done:
-        a = env.rand_act()
-        obs, r, done, info = env.step(a)
-        steps.append(episode_step(obs, a, r, info["terminated"], False))
-    return torch.stack(steps)
-
-
 def _filled(env, spec, agent, episodes, capacity=2000):
     buffer = Buffer(capacity, agent.seq_len, agent.batch_size)
     for _ in range(episodes):
-        buffer.add(_episode(env, spec))
+        buffer.add(random_episode(env, spec))
     return buffer
 
 
@@ -115,7 +104,7 @@ def test_resuming_with_more_steps_grows_the_buffer_oldest_first(tmp_path, tiny_t
     big.load(str(tmp_path / "b"), small.state_dict())
     assert big.capacity == 1500 and len(big) == 500
     assert torch.equal(big.stored_steps()[0]["obs"], chronological) and big.stored_steps()[1] == 0
-    big.add(_episode(env, spec))  # room beyond the old capacity, nothing overwritten
+    big.add(random_episode(env, spec))  # room beyond the old capacity, nothing overwritten
     assert len(big) == 701 and torch.equal(big.stored_steps()[0]["obs"][:500], chronological)
     big.sample()
     smaller = Buffer(100, agent.seq_len, agent.batch_size)  # a smaller configured capacity keeps the saved one
@@ -304,7 +293,7 @@ def test_dreamer_huge_lr_stops(tmp_path):
 def test_a_nonfinite_episode_never_enters_replay(tmp_path, tiny_tdmpc2):
     from trainer.base import NonFiniteError
     cfg, env, spec, agent = tiny_tdmpc2()
-    episode = _episode(env, spec)
+    episode = random_episode(env, spec)
     episode["obs"][10, 0] = float("inf")
     with pytest.raises(NonFiniteError, match="non-finite obs in the episode ending at step 200"):
         _guard(agent, "stop", tmp_path).check_episode(episode, 200)

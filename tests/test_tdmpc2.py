@@ -4,19 +4,13 @@ import math
 import pytest
 import torch
 
-from common.buffer import Buffer, episode_step
+from common.buffer import Buffer
+from tests.conftest import random_episode
 
 
 def _fill(env, spec, buffer, episodes=2):
     for _ in range(episodes):
-        obs = env.reset()
-        steps = [episode_step(obs, torch.zeros(spec.action_dim), 0.0, False, True)]
-        done = False
-        while not done:
-            a = env.rand_act()
-            obs, r, done, info = env.step(a)
-            steps.append(episode_step(obs, a, r, info["terminated"], False))
-        buffer.add(torch.stack(steps))
+        buffer.add(random_episode(env, spec))
 
 
 def test_planner_actions_in_bounds_and_deterministic_under_seed(tiny_tdmpc2):
