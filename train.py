@@ -27,14 +27,14 @@ def main(cfg) -> None:
     except RunDirError as e:
         sys.exit(f"Run directory error: {e}")
     try:
-        run(cfg, run_dir, hydra_dir)
+        run(cfg, run_dir)
     except OSError as e:  # a read-only, full or vanished run directory: one line naming the path
         sys.exit(f"File error: {e.strerror or e} ({e.filename})" if e.filename else f"File error: {e}")
     finally:
         release_run_dir(run_dir)
 
 
-def run(cfg, run_dir: Path, hydra_dir: Path) -> None:
+def run(cfg, run_dir: Path) -> None:
     from common.buffer import Buffer
     from common.logger import Logger, write_reference_csv
     from common.run import (buffer_capacity, buffer_storage, device_of, find_resume_checkpoint, restore,
@@ -86,7 +86,7 @@ def run(cfg, run_dir: Path, hydra_dir: Path) -> None:
     if cfg.resume or cfg.checkpoint:
         try:
             path = Path(cfg.checkpoint) if cfg.checkpoint else find_resume_checkpoint(
-                run_dir, HydraConfig.get().mode == RunMode.MULTIRUN, hydra_dir.name)
+                run_dir, HydraConfig.get().overrides.task if HydraConfig.get().mode == RunMode.MULTIRUN else None)
             print(restore(path, cfg, agent, trainer, buffer, logger, run_dir, device))
         except (checkpoint.CheckpointError, ValueError) as e:
             sys.exit(f"Cannot resume: {e}")

@@ -121,18 +121,49 @@ def _started(run: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", run.name)]
 
 
-def find_resume_checkpoint(run_dir: Path, multirun: bool, hydra_name: str | None = None) -> Path:
+# Overrides that may change between a sweep and its resumption: the resume switch itself, and `steps`
+# (resume=true steps=<more> extends finished runs). Every other override names which job a directory holds.
+RESUME_MAY_CHANGE = ("resume", "steps")
+
+
+def job_identity(overrides) -> dict:
+    """A sweep job's overrides as {key: value}, less RESUME_MAY_CHANGE: what makes two jobs the same run
+    whatever their order on the command line or their job number."""
+    pairs = (str(o).split("=", 1) for o in overrides)
+    identity = {key: value for key, value, *_ in (pair + [""] for pair in pairs)}
+    return {key: value for key, value in identity.items() if key.lstrip("+~") not in RESUME_MAY_CHANGE}
+
+
+def _job_overrides(job_dir: Path):
+    try:
+        return OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+    except OSError:
+        return None
+
+
+def find_resume_checkpoint(run_dir: Path, sweep_overrides=None) -> Path:
     """resume=true: the checkpoint of the most recently started earlier run with the same
-    task/agent/exp_name/seed (or, in a sweep, the same job) that has one; the run directories' timestamped
-    names order them, so the pick is deterministic. Refuses one that a live run still holds."""
-    name = hydra_name or run_dir.name
-    pattern = f"*/{name}/checkpoints/latest.pt" if multirun else "*/checkpoints/latest.pt"
-    root = run_dir.parent.parent if multirun else run_dir.parent
-    found = [p for p in root.glob(pattern) if run_dir not in p.parents]
+    task/agent/exp_name/seed that has one; the run directories' timestamped names order them, so the pick is
+    deterministic. Refuses one that a live run still holds.
+    A sweep job (`sweep_overrides`: its Hydra overrides) lives in <sweeps>/<sweep time>/job<N>: its earlier run
+    is a job of an earlier sweep under <sweeps> with the same overrides (job_identity), not the same number,
+    as another sweep in between may have numbered other runs job<N>."""
+    run_dir = Path(run_dir)
+    if sweep_overrides is None:
+        root, pattern = run_dir.parent, "*/checkpoints/latest.pt"
+        found = [p for p in root.glob(pattern) if run_dir not in p.parents]
+        started = {p: _started(p.parent.parent) for p in found}
+    else:
+        root, pattern = run_dir.parent.parent, "*/*/checkpoints/latest.pt"
+        identity = job_identity(sweep_overrides)
+        found = [p for p in root.glob(pattern) if run_dir not in p.parents
+                 and (o := _job_overrides(p.parent.parent)) is not None and job_identity(o) == identity]
+        started = {p: (_started(p.parent.parent.parent), _started(p.parent.parent)) for p in found}
     if not found:
-        raise checkpoint.CheckpointError(f"resume=true: no earlier checkpoint matching {root / pattern}; "
+        what = f" whose .hydra/overrides.yaml match {sorted(identity.items())}" if sweep_overrides is not None else ""
+        raise checkpoint.CheckpointError(f"resume=true: no earlier checkpoint matching {root / pattern}{what}; "
                                          "start without resume=true, or give checkpoint=PATH")
-    newest = max(found, key=lambda p: _started(p.parent.parent.parent if multirun else p.parent.parent))
+    newest = max(found, key=started.get)
     holder = live_holder(newest.parent.parent)
     if holder:
         raise checkpoint.CheckpointError(
@@ -196,9 +227,11 @@ def results_csv_name(cfg, job_overrides=None) -> str:
     """File name of the reference-format eval curve: `<agent>-<exp_name>-seed<N>.csv`. A sweep's job (its
     overrides given) adds them, less `seed`, sorted, so jobs that differ in any override never share a file:
     `tdmpc2-default-seed1-multi_gamma.gammas=_primary,0.97_-1a2b3c4d.csv`. Characters unsafe in file names become
-    `_`; then, or past 80 characters (cut there), a hash of the exact overrides keeps the name unique."""
+    `_`; then, or past 80 characters (cut there), a hash of the exact overrides keeps the name unique. The
+    overrides a resumed sweep may change (RESUME_MAY_CHANGE) are left out: a resumed job rewrites its own curve."""
     name = f"{cfg.agent}-{cfg.exp_name}-seed{cfg.seed}"
-    overrides = ",".join(sorted(o for o in job_overrides or () if o.split("=")[0].lstrip("+~") != "seed"))
+    overrides = ",".join(sorted(o for o in job_overrides or ()
+                                if o.split("=")[0].lstrip("+~") not in ("seed", *RESUME_MAY_CHANGE)))
     if overrides:
         safe = re.sub(r"[^A-Za-z0-9._=,+-]", "_", overrides)
         if safe != overrides or len(safe) > 80:

@@ -124,17 +124,46 @@ def test_a_run_directory_is_claimed_once_and_a_live_holder_blocks_resume(tmp_pat
     (tmp_path / "runs" / "20261201-101500-10" / "checkpoints").mkdir(parents=True)  # natural order: -10 > -1
     (tmp_path / "runs" / "20261201-101500-10" / "checkpoints" / "latest.pt").write_bytes(b"x")
     here = tmp_path / "runs" / "20261201-110000"
-    assert run.find_resume_checkpoint(here, False).parent.parent.name == "20261201-101500-10"
+    assert run.find_resume_checkpoint(here).parent.parent.name == "20261201-101500-10"
     # a live process holds the newest one: refused, not silently passed over
     (tmp_path / "runs" / "20261201-101500-10" / run.LOCK).write_text(
         json.dumps({"pid": os.getppid(), "host": __import__("socket").gethostname()}))
     with pytest.raises(checkpoint.CheckpointError, match="is still running"):
-        run.find_resume_checkpoint(here, False)
+        run.find_resume_checkpoint(here)
     run.release_run_dir(tmp_path / "runs" / "20261201-101500-10")
-    assert run.find_resume_checkpoint(here, False).parent.parent.name == "20261201-101500-10"
+    assert run.find_resume_checkpoint(here).parent.parent.name == "20261201-101500-10"
     with pytest.raises(run.RunDirError, match="cannot create the run directory"):
         (tmp_path / "file").write_text("")
         run.claim_run_dir(tmp_path / "file" / "run")
+
+
+def _sweep_job(root: Path, sweep: str, job: str, overrides: list[str]) -> Path:
+    d = root / sweep / job
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (d / "checkpoints").mkdir()
+    (d / "checkpoints" / "latest.pt").write_bytes(b"x")
+    return d
+
+
+def test_a_resumed_sweep_job_finds_the_earlier_job_with_its_overrides_not_its_number(tmp_path):
+    from common import run
+    sweeps = tmp_path / "multirun"
+    seed1 = _sweep_job(sweeps, "20261201-100000", "job0", ["task=a", "seed=1", "threads=1"])
+    seed2 = _sweep_job(sweeps, "20261201-100000", "job1", ["task=a", "seed=2", "threads=1"])
+    _sweep_job(sweeps, "20261201-110000", "job0", ["task=b", "seed=1", "threads=1"])  # another sweep in between
+    # the same jobs in another order, plus the switches a resumption may add; job numbers swapped
+    here0 = sweeps / "20261201-120000" / "job0"
+    assert run.find_resume_checkpoint(here0, ["seed=2", "task=a", "threads=1", "resume=true"]).parent.parent == seed2
+    assert run.find_resume_checkpoint(sweeps / "20261201-120000" / "job1",
+                                      ["task=a", "seed=1", "threads=1", "resume=true", "steps=500"]
+                                      ).parent.parent == seed1
+    # resumed a second time: the first resumption (newer) is continued
+    again = _sweep_job(sweeps, "20261201-120000", "job0", ["seed=2", "task=a", "threads=1", "resume=true"])
+    assert run.find_resume_checkpoint(sweeps / "20261201-130000" / "job3",
+                                      ["task=a", "seed=2", "threads=1", "resume=true"]).parent.parent == again
+    with pytest.raises(checkpoint.CheckpointError, match=r"overrides.yaml match \[\('seed', '3'\)"):
+        run.find_resume_checkpoint(here0, ["seed=3", "task=a", "threads=1"])
 
 
 # ------------------------------------------------------------------------ 5: corrupted buffer files
@@ -518,6 +547,33 @@ def test_kill_in_the_final_save_at_the_checkpoint_step_then_resume_and_extend(tm
     last = _runs(tmp_path)[-1]
     assert [r["step"] for r in _csv(last / "metrics" / "eval.csv")] == ["0", "400", "600"]
     assert [r["step"] for r in _csv(last / "metrics" / "train.csv")] == ["200", "400", "600"]
+
+
+@pytest.mark.slow
+def test_resume_true_continues_each_job_of_a_sweep(tmp_path):
+    """A two-job sweep, then the same sweep with resume=true and more steps: each job continues its own run
+    (about 90 s on 2 cores; the fast test of the lookup is above)."""
+    def sweep(*more):  # -m before the overrides (Hydra's parser), as on the command line
+        return subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", "threads=1", "logger.progress=false",
+                               *TINY_RUN, "mpc=false", "eval_freq=200", "checkpoint_freq=200", "seed=1,2", *more],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    first = sweep("steps=200")
+    assert first.returncode == 0, first.stderr[-3000:]
+    (first_sweep,) = (tmp_path / "multirun").iterdir()
+    time.sleep(1.1)  # sweep directories are named by the second they start
+    resumed = sweep("steps=400", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (second_sweep,) = set((tmp_path / "multirun").iterdir()) - {first_sweep}
+    for job in ("job0", "job1"):
+        overrides = (second_sweep / job / ".hydra" / "overrides.yaml").read_text()
+        seed = 1 if "seed=1" in overrides else 2
+        (earlier,) = [j for j in first_sweep.glob("job*") if f"seed={seed}" in (j / ".hydra/overrides.yaml").read_text()]
+        assert f"Resumed from {earlier / 'checkpoints' / 'latest.pt'} at step 200" in resumed.stdout, resumed.stdout
+        assert [r["step"] for r in _csv(second_sweep / job / "metrics" / "eval.csv")] == ["0", "200", "400"]
+        assert checkpoint.load(second_sweep / job / "checkpoints" / "latest.pt")["trainer"]["step"] == 400
+    curves = sorted((tmp_path / "results" / "runs" / "gym" / "Pendulum-v1").glob("*.csv"))
+    assert len(curves) == 2  # one per job: the resumption rewrote the first sweep's files
+    assert all(c.read_text().splitlines()[-1].startswith("400,") for c in curves)  # rewritten by the resumption
 
 
 @pytest.mark.slow
