@@ -1,16 +1,26 @@
-"""Aggregate runs into an experiment report: python -m results.report SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
+"""Aggregate runs into an experiment report:
+python -m results.report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--reference tdmpc2|dreamerv3|sac]
 
-Groups runs by task and method (ablation name, else the discount set and head) over seeds and reports the
-area under the evaluation-return curve (mean return over the curve, trapezoid rule), final return, seed
+Groups runs by task, agent and method (ablation name, else the discount set and head) over seeds and reports
+the area under the evaluation-return curve (mean return over the curve, trapezoid rule), final return, seed
 spread, the auxiliary heads' MAE/RMSE of decoded predictions against targets (from debug snapshots,
-multi_gamma.debug_logging=true), and overhead against the baseline (A0 / heads off): parameters, ms per update,
-peak memory. The success bar (research plan): +3% AUC or more on at least two tasks with at most 15% time
-overhead. Writes report.md and one PNG of learning curves (mean and 95% band over seeds) per task.
+multi_gamma.debug_logging=true), and overhead against the baseline (A0 / heads off) of the same task and agent:
+parameters, ms per update, peak memory. The success bar (research plan): +3% AUC or more on at least two tasks
+with at most 15% time overhead. Writes report.md and one PNG of learning curves (mean over seeds, each seed
+thin) per task, and each run's eval curve in the reference format `step,reward,seed` under curves/.
+
+--reference NAME adds the published curves of ../shared/data/reference_results/NAME/<task>.csv: the mean and
+min-max band of the published seeds in each task's PNG, and per task a table of each run's return at 50k and
+100k frames (or the last evaluation of a run that stopped earlier: never extrapolated), the published mean and
+range there (linear interpolation between the published points, every 100k frames), wall time, updates and
+environment frames per second.
 """
 import argparse
 import csv
 import json
 import math
+import os
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +30,9 @@ import yaml
 from envs.multitask import task_label  # a multi-task run's task is a list: group it under its readable name
 
 AUC_GAIN, MAX_OVERHEAD = 0.03, 0.15
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reference_results"
+REFERENCES = {"tdmpc2": "TD-MPC2", "dreamerv3": "DreamerV3", "sac": "SAC"}  # folder -> the name in the report
+REFERENCE_FRAMES = (50_000, 100_000)  # the issue's comparison points, in environment frames (action repeat in)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -52,7 +65,11 @@ def load_run(run_dir: Path) -> dict | None:
         f"gammas={mg['gammas']},{mg['head']},w={mg['loss_weight']}" if mg.get("enabled") else "baseline")
     params = json.loads((run_dir / "parameters.json").read_text()) if (run_dir / "parameters.json").exists() else {}
     update_ms = _floats(train, "update_ms")
-    return {"dir": run_dir, "task": task_label(cfg["task"]), "method": method, "seed": cfg["seed"], "steps": steps,
+    frames = max(_floats(train, "step") + steps)
+    wall_s = max(_floats(train, "elapsed_time") + _floats(evals, "elapsed_time") or [float("nan")])
+    return {"dir": run_dir, "task": task_label(cfg["task"]), "agent": cfg["agent"], "method": method,
+            "seed": cfg["seed"], "steps": steps, "frames": frames, "wall_s": wall_s,
+            "updates": (_floats(train, "updates") or [float("nan")])[-1], "frames_per_s": frames / wall_s,
             "returns": returns, "auc": auc, "final": returns[-1], "params": params.get("total", float("nan")),
             "update_ms": statistics.median(update_ms) if update_ms else float("nan"),
             "peak_mb": max(_floats(train, "peak_memory_mb") or [float("nan")]),
@@ -78,20 +95,20 @@ def _mean(xs):
 def summarize(runs: list[dict]) -> list[dict]:
     groups = defaultdict(list)
     for run in runs:
-        groups[(run["task"], run["method"])].append(run)
+        groups[(run["task"], run["agent"], run["method"])].append(run)
     table = []
-    for (task, method), group in sorted(groups.items()):
+    for (task, agent, method), group in sorted(groups.items()):
         aucs = [r["auc"] for r in group]
-        table.append({"task": task, "method": method, "seeds": len(group), "auc": _mean(aucs),
+        table.append({"task": task, "agent": agent, "method": method, "seeds": len(group), "auc": _mean(aucs),
                       "auc_std": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
                       "final": _mean([r["final"] for r in group]), "params": _mean([r["params"] for r in group]),
                       "update_ms": _mean([r["update_ms"] for r in group]),
                       "peak_mb": _mean([r["peak_mb"] for r in group]),
                       "aux_mae": _mean([r["aux_mae"] for r in group]), "aux_rmse": _mean([r["aux_rmse"] for r in group]),
                       "baseline": group[0]["baseline"]})
-    baselines = {row["task"]: row for row in table if row["baseline"]}
+    baselines = {(row["task"], row["agent"]): row for row in table if row["baseline"]}
     for row in table:
-        base = baselines.get(row["task"])
+        base = baselines.get((row["task"], row["agent"]))
         row["auc_gain"] = (row["auc"] - base["auc"]) / abs(base["auc"]) if base and base["auc"] else float("nan")
         row["time_overhead"] = row["update_ms"] / base["update_ms"] - 1 if base else float("nan")
         row["param_overhead"] = row["params"] / base["params"] - 1 if base else float("nan")
@@ -99,33 +116,186 @@ def summarize(runs: list[dict]) -> list[dict]:
 
 
 def success(table: list[dict]) -> dict:
-    """Per method: does it gain >= 3% AUC on at least two tasks with <= 15% time overhead?"""
+    """Per agent and method ('tdmpc2 A1'): does it gain >= 3% AUC on at least two tasks with <= 15% time
+    overhead?"""
     verdict = {}
-    for method in {row["method"] for row in table if not row["baseline"]}:
-        wins = [row["task"] for row in table if row["method"] == method and row["auc_gain"] >= AUC_GAIN
-                and not row["time_overhead"] > MAX_OVERHEAD]
-        verdict[method] = {"tasks_meeting_bar": wins, "success": len(wins) >= 2}
+    for agent, method in {(row["agent"], row["method"]) for row in table if not row["baseline"]}:
+        wins = [row["task"] for row in table if (row["agent"], row["method"]) == (agent, method)
+                and row["auc_gain"] >= AUC_GAIN and not row["time_overhead"] > MAX_OVERHEAD]
+        verdict[f"{agent} {method}"] = {"tasks_meeting_bar": wins, "success": len(wins) >= 2}
     return verdict
 
 
-def plot(runs: list[dict], out: Path) -> list[Path]:
+def interpolate(steps: list[float], values: list[float], x: float) -> float | None:
+    """The curve at `x`, linear between its points; None outside them (never extrapolated)."""
+    if not steps or x < steps[0] or x > steps[-1]:
+        return None
+    for i in range(len(steps) - 1):
+        if steps[i] <= x <= steps[i + 1]:
+            if steps[i + 1] == steps[i]:
+                return values[i + 1]
+            w = (x - steps[i]) / (steps[i + 1] - steps[i])
+            return values[i] + w * (values[i + 1] - values[i])
+    return values[-1]  # a one-point curve at x
+
+
+def load_reference(name: str, task: str, root: Path = REFERENCE_DIR) -> dict[int, tuple[list, list]] | None:
+    """A published curve (`step,reward,seed`) as {seed: (steps, rewards)}, sorted by step; None if the task has
+    no file."""
+    rows = _rows(Path(root) / name / f"{task}.csv")
+    if not rows:
+        return None
+    seeds = defaultdict(list)
+    for r in rows:
+        seeds[int(float(r["seed"]))].append((float(r["step"]), float(r["reward"])))
+    return {seed: ([s for s, _ in sorted(pts)], [v for _, v in sorted(pts)]) for seed, pts in sorted(seeds.items())}
+
+
+def reference_at(reference: dict, frames: float) -> dict:
+    """Mean, min and max over the published seeds whose curve spans `frames`, and whether every value was
+    interpolated rather than a published point."""
+    values = [v for steps, rewards in reference.values() if (v := interpolate(steps, rewards, frames)) is not None]
+    on_points = all(frames in steps for steps, _ in reference.values())
+    return {"mean": _mean(values), "min": min(values, default=float("nan")), "max": max(values, default=float("nan")),
+            "seeds": len(values), "of": len(reference), "interpolated": not on_points}
+
+
+def _reference_band(reference: dict, upto: float):
+    """Published steps up to `upto` (and the first beyond it) with the mean, min and max over the seeds there."""
+    steps = sorted({s for ss, _ in reference.values() for s in ss})
+    beyond = [s for s in steps if s >= upto]
+    steps = [s for s in steps if s < upto] + beyond[:1]
+    at = [[r[ss.index(s)] for ss, r in reference.values() if s in ss] for s in steps]
+    return steps, [statistics.fmean(v) for v in at], [min(v) for v in at], [max(v) for v in at]
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "n/a"
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def _frames(n: float) -> str:
+    return f"{n / 1000:g}k"
+
+
+def our_return_at(run: dict, frames: float) -> str:
+    """One run's return at `frames` (its evaluation there, else interpolated between the two around it,
+    marked *), or the last evaluation of a run that stopped earlier."""
+    value = interpolate(run["steps"], run["returns"], frames)
+    if value is None:
+        return f"reached {run['steps'][-1]:.0f} frames: {run['returns'][-1]:.1f}"
+    return f"{value:.1f}" + ("" if frames in run["steps"] else "*")
+
+
+def _spread(values: list[float], of: int) -> str:
+    if not values:
+        return "not reached"
+    text = f"{statistics.fmean(values):.1f} ({min(values):.1f} to {max(values):.1f})"
+    return text + (f", {len(values)} of {of} seeds" if len(values) < of else "")
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the repository (../shared/...) when it can be, so a report names no machine's home."""
+    relative = os.path.relpath(Path(path).resolve(), Path(__file__).resolve().parents[1])
+    return str(path) if relative.startswith(os.path.join("..", "..")) else relative
+
+
+def reference_tables(runs: list[dict], name: str, root: Path = REFERENCE_DIR) -> tuple[list[str], dict]:
+    """Markdown lines: per task, each run and each run group's mean against the published curve `name`;
+    returns them with {task: reference} for the plots."""
+    label, references, lines = REFERENCES[name], {}, []
+    for task in sorted({r["task"] for r in runs}):
+        reference = load_reference(name, task, root)
+        lines += [f"## {task} against published {label}", ""]
+        if reference is None:
+            missing = _shown(Path(root) / name / f"{task}.csv")
+            lines += [f"No published {label} curve for {task} ({missing} is missing).", ""]
+            continue
+        references[task] = reference
+        cols = ["run group", "seed"] + [f"return @{_frames(f)}" for f in REFERENCE_FRAMES] + [
+            "frames", "wall time", "updates", "env frames/s"]
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        groups = defaultdict(list)
+        for r in runs:
+            if r["task"] == task:
+                groups[(r["agent"], r["method"])].append(r)
+        for (agent, method), group in sorted(groups.items()):
+            for r in sorted(group, key=lambda r: r["seed"]):
+                lines.append("| " + " | ".join([f"{agent} {method}", str(r["seed"])]
+                                               + [our_return_at(r, f) for f in REFERENCE_FRAMES]
+                                               + [f"{r['frames']:.0f}", _duration(r["wall_s"]), f"{r['updates']:.0f}",
+                                                  f"{r['frames_per_s']:.1f}"]) + " |")
+            if len(group) > 1:
+                at = [[v for r in group if (v := interpolate(r["steps"], r["returns"], f)) is not None]
+                      for f in REFERENCE_FRAMES]
+                lines.append("| " + " | ".join([f"{agent} {method}", f"mean of {len(group)}"]
+                                               + [_spread(v, len(group)) for v in at]
+                                               + [f"{_mean([r['frames'] for r in group]):.0f}",
+                                                  _duration(_mean([r["wall_s"] for r in group])),
+                                                  f"{_mean([r['updates'] for r in group]):.0f}",
+                                                  f"{_mean([r['frames_per_s'] for r in group]):.1f}"]) + " |")
+        published = [reference_at(reference, f) for f in REFERENCE_FRAMES]
+        cells = [("not published" if not p["seeds"] else
+                  f"{p['mean']:.1f} ({p['min']:.1f} to {p['max']:.1f})" + ("†" if p["interpolated"] else "")
+                  + (f", {p['seeds']} of {p['of']} seeds" if p["seeds"] < p["of"] else "")) for p in published]
+        lines.append("| " + " | ".join([f"published {label}", f"{len(reference)} seeds"] + cells + [""] * 4) + " |")
+        lines += ["", f"Published: `{_shown(Path(root) / name / (task + '.csv'))}`, mean (min to max) over its seeds. "
+                  "† linear interpolation between the published points around it (100k frames apart: a coarse "
+                  "estimate). "
+                  "* ours interpolated between the two evaluations around that frame count (no evaluation fell on "
+                  "it). 'reached N frames: R' is the last evaluation of a run that stopped earlier. Wall time "
+                  "includes evaluation; env frames/s = frames / wall time.", ""]
+    return lines, references
+
+
+def write_curves(runs: list[dict], out: Path) -> list[Path]:
+    """Each run's eval curve in the reference format `step,reward,seed`: curves/<task>/<agent>-<method>-seed<N>.csv."""
+    paths = []
+    for r in runs:
+        name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", f"{r['agent']}-{r['method']}-seed{r['seed']}") + ".csv"
+        path = out / "curves" / r["task"].replace("/", "_") / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "reward", "seed"])
+            writer.writerows([int(s), v, r["seed"]] for s, v in zip(r["steps"], r["returns"]))
+        paths.append(path)
+    return paths
+
+
+def mean_curve(group: list[dict]) -> tuple[list, list]:
+    """The mean over seeds at every evaluation step of any seed up to where the shortest seed stops (seeds
+    evaluated at other steps interpolated linearly there)."""
+    end = min(r["steps"][-1] for r in group)
+    steps = sorted({s for r in group for s in r["steps"] if s <= end})
+    return steps, [statistics.fmean(interpolate(r["steps"], r["returns"], s) for r in group) for s in steps]
+
+
+def plot(runs: list[dict], out: Path, references: dict | None = None, reference_label: str = "") -> list[Path]:
+    """One PNG per task: each run group's mean over seeds (bold) and its seeds (thin); with `references`
+    ({task: published curve}) the published mean and the min-max band of its seeds."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     paths = []
     for task in sorted({r["task"] for r in runs}):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for method in sorted({r["method"] for r in runs if r["task"] == task}):
-            group = [r for r in runs if r["task"] == task and r["method"] == method]
-            n = min(len(r["returns"]) for r in group)
-            steps = np.array(group[0]["steps"][:n])
-            curves = np.array([r["returns"][:n] for r in group])
-            mean = curves.mean(0)
-            half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(group)) if len(group) > 1 else np.zeros(n)
-            ax.plot(steps, mean, label=f"{method} (n={len(group)})")
-            ax.fill_between(steps, mean - half, mean + half, alpha=0.2)
-        ax.set(title=task, xlabel="environment steps", ylabel="eval return")
+        groups = sorted({(r["agent"], r["method"]) for r in runs if r["task"] == task})
+        for k, key in enumerate(groups):
+            group = [r for r in runs if r["task"] == task and (r["agent"], r["method"]) == key]
+            color = f"C{k % 10}"
+            for r in group:
+                ax.plot(r["steps"], r["returns"], color=color, lw=0.7, alpha=0.45)
+            steps, mean = mean_curve(group)
+            ax.plot(steps, mean, color=color, lw=2, label=f"{' '.join(key)} (n={len(group)})")
+        if references and task in references:
+            upto = max(max(r["steps"]) for r in runs if r["task"] == task)
+            steps, mean, low, high = _reference_band(references[task], upto)
+            ax.plot(steps, mean, color="k", lw=2, ls="--", label=f"published {reference_label} "
+                                                                 f"(n={len(references[task])}, min-max)")
+            ax.fill_between(steps, low, high, color="k", alpha=0.12)
+        ax.set(title=task, xlabel="environment frames", ylabel="eval return")
         ax.legend(fontsize=7)
         path = out / f"curves_{task.replace('/', '_')}.png"
         fig.tight_layout()
@@ -139,14 +309,20 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: the first DIR)")
+    parser.add_argument("--reference", choices=sorted(REFERENCES), default=None,
+                        help="compare with these published curves (folder of --reference-dir)")
+    parser.add_argument("--reference-dir", type=Path, default=REFERENCE_DIR,
+                        help=f"where the published curves are (default: {REFERENCE_DIR})")
     args = parser.parse_args(argv)
     runs = find_runs(args.dirs)
     if not runs:
         raise SystemExit(f"no runs (config.yaml + metrics/eval.csv) under {', '.join(map(str, args.dirs))}")
+    if args.reference and not (args.reference_dir / args.reference).is_dir():
+        raise SystemExit(f"--reference {args.reference}: no folder {args.reference_dir / args.reference}")
     out = args.out or args.dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     table = summarize(runs)
-    cols = ["task", "method", "seeds", "auc", "auc_std", "final", "auc_gain", "params", "param_overhead",
+    cols = ["task", "agent", "method", "seeds", "auc", "auc_std", "final", "auc_gain", "params", "param_overhead",
             "update_ms", "time_overhead", "peak_mb", "aux_mae", "aux_rmse"]
 
     def fmt(v):
@@ -154,11 +330,17 @@ def main(argv=None) -> None:
     lines = ["# Experiment report", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(row[c]) for c in cols) + " |" for row in table]
     lines += ["", f"Success bar: AUC gain >= {AUC_GAIN:.0%} on at least two tasks with time overhead <= "
-                  f"{MAX_OVERHEAD:.0%} (against the baseline of the same task).", ""]
+                  f"{MAX_OVERHEAD:.0%} (against the baseline of the same task and agent).", ""]
     for method, v in sorted(success(table).items()):
         lines.append(f"- {method}: {'meets' if v['success'] else 'does not meet'} the bar "
                      f"(tasks: {', '.join(v['tasks_meeting_bar']) or 'none'})")
-    lines += [""] + [f"![{p.stem}]({p.name})" for p in plot(runs, out)]
+    references = {}
+    if args.reference:
+        more, references = reference_tables(runs, args.reference, args.reference_dir)
+        lines += [""] + more
+    write_curves(runs, out)
+    pictures = plot(runs, out, references, REFERENCES.get(args.reference, ""))
+    lines += [""] + [f"![{p.stem}]({p.name})" for p in pictures]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nWrote {out / 'report.md'}")

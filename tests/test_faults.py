@@ -567,7 +567,8 @@ def test_resume_true_continues_each_job_of_a_sweep(tmp_path):
     for job in ("job0", "job1"):
         overrides = (second_sweep / job / ".hydra" / "overrides.yaml").read_text()
         seed = 1 if "seed=1" in overrides else 2
-        (earlier,) = [j for j in first_sweep.glob("job*") if f"seed={seed}" in (j / ".hydra/overrides.yaml").read_text()]
+        (earlier,) = [j for j in first_sweep.glob("job*")
+                      if f"seed={seed}" in (j / ".hydra" / "overrides.yaml").read_text()]
         assert f"Resumed from {earlier / 'checkpoints' / 'latest.pt'} at step 200" in resumed.stdout, resumed.stdout
         assert [r["step"] for r in _csv(second_sweep / job / "metrics" / "eval.csv")] == ["0", "200", "400"]
         assert checkpoint.load(second_sweep / job / "checkpoints" / "latest.pt")["trainer"]["step"] == 400

@@ -5,16 +5,19 @@ import pytest
 from results import report
 
 
-def _fake_run(root, task, ablation, seed, returns, update_ms=10.0, params=1000):
+def _fake_run(root, task, ablation, seed, returns, update_ms=10.0, params=1000, steps=None, wall_s=60.0,
+              updates=50):
+    steps = steps or [i * 100 for i in range(len(returns))]
     d = root / f"{task}-{ablation}-{seed}"
     (d / "metrics").mkdir(parents=True)
     enabled = ablation != "A0"
-    (d / "config.yaml").write_text(f"task: {task}\nablation: {ablation}\nseed: {seed}\n"
+    (d / "config.yaml").write_text(f"task: {task}\nagent: tdmpc2\nablation: {ablation}\nseed: {seed}\n"
                                    f"multi_gamma: {{enabled: {str(enabled).lower()}, gammas: [primary, 0.97], "
                                    f"head: joint, loss_weight: 0.5}}\n")
-    (d / "metrics" / "eval.csv").write_text("step,episode_reward\n" + "".join(
-        f"{i * 100},{r}\n" for i, r in enumerate(returns)))
-    (d / "metrics" / "train.csv").write_text(f"step,update_ms,peak_memory_mb\n100,{update_ms},500\n")
+    (d / "metrics" / "eval.csv").write_text("step,episode_reward,elapsed_time\n" + "".join(
+        f"{s},{r},{wall_s * s / steps[-1]}\n" for s, r in zip(steps, returns)))
+    (d / "metrics" / "train.csv").write_text(f"step,update_ms,peak_memory_mb,updates,elapsed_time\n"
+                                             f"{steps[-1]},{update_ms},500,{updates},{wall_s}\n")
     (d / "parameters.json").write_text(json.dumps({"total": params}))
     if enabled:
         (d / "multi_gamma_snapshots.jsonl").write_text(json.dumps({"abs_error": [1.0, 3.0]}) + "\n")
@@ -32,7 +35,7 @@ def test_report_aggregates_and_marks_the_success_bar(tmp_path):
     assert a1["auc_gain"] == pytest.approx(0.10) and a1["time_overhead"] == pytest.approx(0.10)
     assert a1["param_overhead"] == pytest.approx(0.10) and a1["seeds"] == 2
     assert a1["aux_mae"] == pytest.approx(2.0) and a1["aux_rmse"] == pytest.approx(5 ** 0.5)
-    assert report.success(list(table.values()))["A1"]["success"]
+    assert report.success(list(table.values()))["tdmpc2 A1"]["success"]
     text = (tmp_path / "report.md").read_text()
     assert "A1: meets the bar" in text
     assert (tmp_path / "curves_walker-walk.png").stat().st_size > 1000
@@ -43,4 +46,63 @@ def test_overhead_above_budget_fails_the_bar(tmp_path):
         _fake_run(tmp_path, task, "A0", 1, [0, 100, 200])
         _fake_run(tmp_path, task, "A3", 1, [0, 150, 300], update_ms=20.0)  # +50% AUC but +100% time
     verdict = report.success(report.summarize(report.find_runs([tmp_path])))
-    assert not verdict["A3"]["success"]
+    assert not verdict["tdmpc2 A3"]["success"]
+
+
+def _reference(root, task, curves):
+    (root / "tdmpc2").mkdir(parents=True, exist_ok=True)
+    (root / "tdmpc2" / f"{task}.csv").write_text("step,reward,seed\n" + "".join(
+        f"{step},{reward},{seed}\n" for seed, points in curves.items() for step, reward in points))
+
+
+def _table(text, task):
+    """The reference table of `task` in report.md as {(run group, seed): [cells]} and its header."""
+    block = text.split(f"## {task} against published TD-MPC2")[1].split("\n\n")[1].splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in block]
+    return rows[0], {(r[0], r[1]): r[2:] for r in rows[2:]}
+
+
+def test_reference_comparison_by_hand(tmp_path):
+    runs, ref = tmp_path / "runs", tmp_path / "reference"
+    # published: seed 3 has no point at 0, so its curve does not span 50k
+    _reference(ref, "walker-walk", {1: [(0, 0), (100000, 600), (200000, 800)],
+                                    2: [(0, 10), (100000, 700), (200000, 900)], 3: [(100000, 800), (200000, 1000)]})
+    _fake_run(runs, "walker-walk", "A0", 1, [0, 100, 200, 300, 400], steps=[0, 25000, 50000, 75000, 100000],
+              wall_s=3600.0, updates=50000)
+    _fake_run(runs, "walker-walk", "A0", 2, [0, 80, 240], steps=[0, 40000, 80000], wall_s=1800.0, updates=40000)
+    _fake_run(runs, "walker-walk", "A1", 1, [0, 150, 500], steps=[0, 50000, 100000], update_ms=10.5)
+    _fake_run(runs, "cheetah-run", "A0", 1, [0, 100], steps=[0, 100000])  # no published curve for it
+    out = tmp_path / "out"
+    report.main([str(runs), "--out", str(out), "--reference", "tdmpc2", "--reference-dir", str(ref)])
+    text = (out / "report.md").read_text()
+    header, rows = _table(text, "walker-walk")
+    assert header == ["run group", "seed", "return @50k", "return @100k", "frames", "wall time", "updates",
+                      "env frames/s"]
+    assert rows[("tdmpc2 A0", "1")] == ["200.0", "400.0", "100000", "1.00 h", "50000", "27.8"]
+    # 50k lies between seed 2's evaluations at 40k (80) and 80k (240): 80 + 160 / 4; it stopped at 80k
+    assert rows[("tdmpc2 A0", "2")] == ["120.0*", "reached 80000 frames: 240.0", "80000", "30.0 min", "40000",
+                                        "44.4"]
+    assert rows[("tdmpc2 A0", "mean of 2")][:2] == ["160.0 (120.0 to 200.0)", "400.0 (400.0 to 400.0), 1 of 2 seeds"]
+    # published at 50k: seeds 1 and 2 halfway to 100k (300, 355); at 100k the published points themselves
+    assert rows[("published TD-MPC2", "3 seeds")][:2] == ["327.5 (300.0 to 355.0)†, 2 of 3 seeds",
+                                                          "700.0 (600.0 to 800.0)"]
+    assert ("tdmpc2 A1", "1") in rows and "No published TD-MPC2 curve for cheetah-run" in text
+    assert "tdmpc2 A1: does not meet the bar" in text  # the ablation report is still there, composed with this
+    band = report._reference_band(report.load_reference("tdmpc2", "walker-walk", ref), 100000)
+    assert band == ([0.0, 100000.0], [5.0, 700.0], [0.0, 600.0], [10.0, 800.0])  # 0: only the seeds that have it
+    assert (out / "curves_walker-walk.png").stat().st_size > 1000 and (out / "curves_cheetah-run.png").exists()
+    assert (out / "curves" / "walker-walk" / "tdmpc2-A0-seed2.csv").read_text() == (
+        "step,reward,seed\n0,0.0,2\n40000,80.0,2\n80000,240.0,2\n")
+
+
+def test_interpolation_never_extrapolates():
+    assert report.interpolate([0, 100], [0, 10], 25) == pytest.approx(2.5)
+    assert report.interpolate([0, 100], [0, 10], 100) == 10
+    assert report.interpolate([0, 100], [0, 10], 101) is None and report.interpolate([50, 100], [0, 10], 0) is None
+
+
+def test_the_mean_curve_of_seeds_evaluated_at_different_steps():
+    a = {"steps": [0, 50, 100], "returns": [0, 50, 100]}
+    b = {"steps": [0, 40, 80], "returns": [0, 80, 80]}
+    # a's 40 and 80 interpolated (40, 80); b's 50 interpolated (80); up to b's last evaluation only
+    assert report.mean_curve([a, b]) == ([0, 40, 50, 80], [0, 60, 65, 80])
