@@ -159,6 +159,14 @@ def find_resume_checkpoint(run_dir: Path, sweep_overrides=None) -> Path:
         found = [p for p in root.glob(pattern) if run_dir not in p.parents
                  and (o := _job_overrides(p.parent.parent)) is not None and job_identity(o) == identity]
         started = {p: (_started(p.parent.parent.parent), _started(p.parent.parent)) for p in found}
+        if found:  # two jobs of one sweep that differ only in RESUME_MAY_CHANGE (a sweep over steps): no guess
+            sweep = max(found, key=started.get).parent.parent.parent
+            jobs = sorted({re.sub(r"-\d+$", "", p.parent.parent.name)  # job3-1: job3 resumed into one sweep dir
+                           for p in found if p.parent.parent.parent == sweep})
+            if len(jobs) > 1:
+                raise checkpoint.CheckpointError(
+                    f"resume=true: jobs {', '.join(jobs)} of {sweep} have the same overrides but for "
+                    f"{'/'.join(RESUME_MAY_CHANGE)}; resume each with checkpoint=PATH")
     if not found:
         what = f" whose .hydra/overrides.yaml match {sorted(identity.items())}" if sweep_overrides is not None else ""
         raise checkpoint.CheckpointError(f"resume=true: no earlier checkpoint matching {root / pattern}{what}; "
@@ -227,11 +235,11 @@ def results_csv_name(cfg, job_overrides=None) -> str:
     """File name of the reference-format eval curve: `<agent>-<exp_name>-seed<N>.csv`. A sweep's job (its
     overrides given) adds them, less `seed`, sorted, so jobs that differ in any override never share a file:
     `tdmpc2-default-seed1-multi_gamma.gammas=_primary,0.97_-1a2b3c4d.csv`. Characters unsafe in file names become
-    `_`; then, or past 80 characters (cut there), a hash of the exact overrides keeps the name unique. The
-    overrides a resumed sweep may change (RESUME_MAY_CHANGE) are left out: a resumed job rewrites its own curve."""
+    `_`; then, or past 80 characters (cut there), a hash of the exact overrides keeps the name unique.
+    `resume` is left out too: a job resumed with the same command rewrites its own curve."""
     name = f"{cfg.agent}-{cfg.exp_name}-seed{cfg.seed}"
     overrides = ",".join(sorted(o for o in job_overrides or ()
-                                if o.split("=")[0].lstrip("+~") not in ("seed", *RESUME_MAY_CHANGE)))
+                                if o.split("=")[0].lstrip("+~") not in ("seed", "resume")))
     if overrides:
         safe = re.sub(r"[^A-Za-z0-9._=,+-]", "_", overrides)
         if safe != overrides or len(safe) > 80:

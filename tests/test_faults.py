@@ -164,6 +164,11 @@ def test_a_resumed_sweep_job_finds_the_earlier_job_with_its_overrides_not_its_nu
                                       ["task=a", "seed=2", "threads=1", "resume=true"]).parent.parent == again
     with pytest.raises(checkpoint.CheckpointError, match=r"overrides.yaml match \[\('seed', '3'\)"):
         run.find_resume_checkpoint(here0, ["seed=3", "task=a", "threads=1"])
+    # a sweep over steps: its jobs differ only in what a resumption may change, so which one is meant is unknown
+    _sweep_job(sweeps, "20261201-140000", "job0", ["task=c", "steps=100"])
+    _sweep_job(sweeps, "20261201-140000", "job1", ["task=c", "steps=200"])
+    with pytest.raises(checkpoint.CheckpointError, match="jobs job0, job1 of .* have the same overrides but for"):
+        run.find_resume_checkpoint(here0, ["task=c", "steps=200", "resume=true"])
 
 
 # ------------------------------------------------------------------------ 5: corrupted buffer files
@@ -572,9 +577,10 @@ def test_resume_true_continues_each_job_of_a_sweep(tmp_path):
         assert f"Resumed from {earlier / 'checkpoints' / 'latest.pt'} at step 200" in resumed.stdout, resumed.stdout
         assert [r["step"] for r in _csv(second_sweep / job / "metrics" / "eval.csv")] == ["0", "200", "400"]
         assert checkpoint.load(second_sweep / job / "checkpoints" / "latest.pt")["trainer"]["step"] == 400
-    curves = sorted((tmp_path / "results" / "runs" / "gym" / "Pendulum-v1").glob("*.csv"))
-    assert len(curves) == 2  # one per job: the resumption rewrote the first sweep's files
-    assert all(c.read_text().splitlines()[-1].startswith("400,") for c in curves)  # rewritten by the resumption
+    # the extended jobs' curves (steps=400 in their overrides: files of their own) hold the whole run
+    curves = [[line.split(",")[0] for line in c.read_text().splitlines()[1:]]
+              for c in (tmp_path / "results" / "runs" / "gym" / "Pendulum-v1").glob("*.csv")]
+    assert sorted(curves) == [["0", "200"], ["0", "200"], ["0", "200", "400"], ["0", "200", "400"]]
 
 
 @pytest.mark.slow
