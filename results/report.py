@@ -69,7 +69,8 @@ def load_run(run_dir: Path) -> dict | None:
     wall_s = max(_floats(train, "elapsed_time") + _floats(evals, "elapsed_time") or [float("nan")])
     return {"dir": run_dir, "task": task_label(cfg["task"]), "agent": cfg["agent"], "method": method,
             "seed": cfg["seed"], "steps": steps, "frames": frames, "wall_s": wall_s,
-            "updates": (_floats(train, "updates") or [float("nan")])[-1], "frames_per_s": frames / wall_s,
+            "updates": (_floats(train, "updates") or [float("nan")])[-1],
+            "frames_per_s": frames / wall_s if wall_s > 0 else float("nan"),
             "returns": returns, "auc": auc, "final": returns[-1], "params": params.get("total", float("nan")),
             "update_ms": statistics.median(update_ms) if update_ms else float("nan"),
             "peak_mb": max(_floats(train, "peak_memory_mb") or [float("nan")]),
@@ -85,6 +86,19 @@ def find_runs(roots: list[Path]) -> list[dict]:
             if cfg_file.parent.name != ".hydra" and (run := load_run(cfg_file.parent)):
                 runs.append(run)
     return runs
+
+
+def drop_earlier_sittings(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(kept, dropped): a run resumed in a new directory (resume=true) starts with a copy of the earlier
+    sitting's eval rows, so a run whose curve is a prefix of another's with the same task, agent, method and
+    seed is that run's earlier sitting, and counting both would count the seed twice."""
+    def earlier(a, b):  # a is b's earlier sitting (of two equal curves, the older directory name)
+        n = len(a["steps"])
+        same = (a["task"], a["agent"], a["method"], a["seed"]) == (b["task"], b["agent"], b["method"], b["seed"])
+        return (a is not b and same and (a["steps"], a["returns"]) == (b["steps"][:n], b["returns"][:n])
+                and (n < len(b["steps"]) or str(a["dir"]) < str(b["dir"])))
+    dropped = [a for a in runs if any(earlier(a, b) for b in runs)]
+    return [r for r in runs if not any(r is d for d in dropped)], dropped
 
 
 def _mean(xs):
@@ -317,6 +331,7 @@ def main(argv=None) -> None:
     runs = find_runs(args.dirs)
     if not runs:
         raise SystemExit(f"no runs (config.yaml + metrics/eval.csv) under {', '.join(map(str, args.dirs))}")
+    runs, earlier = drop_earlier_sittings(runs)
     if args.reference and not (args.reference_dir / args.reference).is_dir():
         raise SystemExit(f"--reference {args.reference}: no folder {args.reference_dir / args.reference}")
     out = args.out or args.dirs[0]
@@ -334,6 +349,9 @@ def main(argv=None) -> None:
     for method, v in sorted(success(table).items()):
         lines.append(f"- {method}: {'meets' if v['success'] else 'does not meet'} the bar "
                      f"(tasks: {', '.join(v['tasks_meeting_bar']) or 'none'})")
+    if earlier:
+        lines += ["", "Left out as earlier sittings of resumed runs (their curves begin the resumed runs'): "
+                  + ", ".join(f"`{r['dir']}`" for r in earlier)]
     references = {}
     if args.reference:
         more, references = reference_tables(runs, args.reference, args.reference_dir)

@@ -106,3 +106,14 @@ def test_the_mean_curve_of_seeds_evaluated_at_different_steps():
     b = {"steps": [0, 40, 80], "returns": [0, 80, 80]}
     # a's 40 and 80 interpolated (40, 80); b's 50 interpolated (80); up to b's last evaluation only
     assert report.mean_curve([a, b]) == ([0, 40, 50, 80], [0, 60, 65, 80])
+
+
+def test_an_earlier_sitting_of_a_resumed_run_is_counted_once(tmp_path):
+    _fake_run(tmp_path / "first", "walker-walk", "A0", 1, [0, 100])  # stopped, then resumed into a new directory
+    _fake_run(tmp_path / "resumed", "walker-walk", "A0", 1, [0, 100, 200])
+    _fake_run(tmp_path / "other", "walker-walk", "A0", 2, [0, 100])  # another seed: kept
+    kept, dropped = report.drop_earlier_sittings(report.find_runs([tmp_path]))
+    assert [r["dir"].parent.name for r in dropped] == ["first"]
+    assert sorted((r["dir"].parent.name, r["seed"]) for r in kept) == [("other", 2), ("resumed", 1)]
+    report.main([str(tmp_path)])
+    assert "earlier sittings" in (tmp_path / "report.md").read_text()
