@@ -306,7 +306,7 @@ def plot(runs: list[dict], out: Path, references: dict | None = None, reference_
         if references and task in references:
             upto = max(max(r["steps"]) for r in runs if r["task"] == task)
             steps, mean, low, high = _reference_band(references[task], upto)
-            ax.plot(steps, mean, color="k", lw=2, ls="--", label=f"published {reference_label} "
+            ax.plot(steps, mean, color="k", lw=2, ls="--", marker="o", label=f"published {reference_label} "
                                                                  f"(n={len(references[task])}, min-max)")
             ax.fill_between(steps, low, high, color="k", alpha=0.12)
         ax.set(title=task, xlabel="environment frames", ylabel="eval return")
