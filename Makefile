@@ -1,9 +1,11 @@
 # `make train`: set up .venv if needed, then a short default training run (progress bar, metrics, checkpoint).
-# `make test`: set up .venv if needed, then the CI test suite (slow checks excluded; `make test-slow` for those).
+# `make test`: set up .venv if needed, then the CI test suite (slow checks excluded; `make test-slow` for those),
+# one pytest worker per core, at most TEST_WORKERS (each test runs torch on one thread).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+TEST_WORKERS ?= 4
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +21,10 @@ train: $(VENV)/.installed
 	$(PY) train.py +experiment=quick $(ARGS)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n auto --maxprocesses $(TEST_WORKERS) $(ARGS)
 
 test-slow: $(VENV)/.installed
-	$(PY) -m pytest -q -m slow $(ARGS)
+	$(PY) -m pytest -q -m slow -n auto --maxprocesses $(TEST_WORKERS) $(ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) bench/update_speed.py
