@@ -6,8 +6,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+import src  # noqa: F401  (registers the agents, whose rules validate() checks)
 from common import checkpoint
-from common.config import ConfigError, validate, validate_for_env
+from common.config import ConfigError, primary_discount, task_discounts, validate, validate_for_env
 from common.memory import keep_freed_memory
 
 
@@ -57,10 +58,10 @@ def run(cfg, run_dir: Path, hydra_dir: Path) -> None:
     if spec.multitask:  # per task: true obs/action dims (padded to the largest), episode length, discount
         what = f"{len(spec.tasks)} tasks ({spec.obs_shape} obs, {spec.action_dim} actions, padded: " + "; ".join(
             f"{t} {o} obs, {a} actions, episode {n}, discount {float(d):.4f}" for t, o, a, n, d in
-            zip(spec.tasks, spec.obs_dims, spec.action_dims, spec.episode_lengths, agent.task_discounts)) + ")"
+            zip(spec.tasks, spec.obs_dims, spec.action_dims, spec.episode_lengths, task_discounts(cfg, spec))) + ")"
     else:
         what = (f"{cfg.task} ({spec.obs_shape} obs, {spec.action_dim} actions, episode {spec.episode_length} steps, "
-                f"discount {agent.discount:.4f})")
+                f"discount {primary_discount(cfg, spec):.4f})")
     from common.precision import describe
     print(f"{cfg.agent} on {what} on {device}, {describe(cfg.precision, device)}; parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     if cfg.trainer == "offline":  # the datasets, checked against each other and the env before anything trains

@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 
+from common.config import primary_discount
 from common.precision import in_precision, resolve
 from src.dreamer.behavior import Behavior
 from src.dreamer.rssm import WorldModel, activation, kl_loss
@@ -19,7 +20,7 @@ class Dreamer:
 
     def __init__(self, cfg, spec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
-        self.discount = float(cfg.discount) if cfg.discount != "auto" else float(cfg.default_discount)
+        self.discount = primary_discount(cfg, spec)
         shapes = spec.obs_shape
         self.obs_shapes = {k: tuple(v) for k, v in shapes.items()} if isinstance(shapes, dict) else {"obs": tuple(shapes)}
         self.wm = WorldModel(cfg, self.obs_shapes, spec.action_dim).to(self.device)
