@@ -151,6 +151,39 @@ def test_parameter_counts_add_up(trained):
     assert counts["total"] == sum(p.numel() for p in _trainable(agent).values())
 
 
+def test_every_trainable_parameter_is_in_exactly_one_optimiser_group(trained):
+    _, _, _, agent, _, _ = trained
+    seen = {}
+    for name, value in vars(agent).items():
+        if isinstance(value, torch.optim.Optimizer):
+            for i, group in enumerate(value.param_groups):
+                for p in group["params"]:
+                    seen.setdefault(id(p), []).append(f"{name}[{i}]")
+    twice = {k: v for k, v in seen.items() if len(v) > 1}
+    assert not twice, twice
+    trainable = _trainable(agent)
+    assert set(trainable) == set(seen), f"{len(set(trainable) - set(seen))} trainable parameters in no optimiser"
+
+
+def test_a_head_added_to_the_tdmpc2_model_is_optimised():
+    """The optimiser is built from the model's parameters: a head no list names is still trained."""
+    from src.tdmpc2 import agent as tdmpc2_agent
+    original = tdmpc2_agent.WorldModel
+
+    class WithExtraHead(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.extra_head = nn.Linear(3, 1)
+
+    tdmpc2_agent.WorldModel = WithExtraHead
+    try:
+        agent = _build("tdmpc2")[3]
+    finally:
+        tdmpc2_agent.WorldModel = original
+    grouped = {id(p) for group in agent.optim.param_groups for p in group["params"]}
+    assert all(id(p) in grouped for p in agent.model.extra_head.parameters())
+
+
 # ---------------------------------------------------------------------------------- a toy agent, end to end
 class ToyAgent:
     """A linear tanh policy that regresses onto replayed actions weighted by their rewards' softmax: no world

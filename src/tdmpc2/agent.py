@@ -35,9 +35,13 @@ class TDMPC2:
         self.model = WorldModel(cfg, spec, self.discounts).to(device)
         self.precision = resolve(cfg.precision, device)  # fp32 | bf16 | bf16_emulated (common/precision.py)
         m = self.model
-        world_params = [p for mod in (m.dynamics, m.reward_head, m.termination_head, m.q_ensemble,
-                                      m.multi_gamma_head, m.aux_heads, m.task_emb)
-                        if mod is not None for p in mod.parameters()]
+        # from the model's parameters, so a head added to the model is trained without being listed here: the
+        # encoder (its own lr), the policy prior (its own optimiser), every other trainable one. The task
+        # embedding goes last, where the list of modules that preceded this had it: the Adam states of earlier
+        # checkpoints are stored in this order.
+        own = {id(p) for p in (*m.encoder.parameters(), *m.policy_prior.parameters())}
+        world = [(name, p) for name, p in m.named_parameters() if p.requires_grad and id(p) not in own]
+        world_params = [p for name, p in sorted(world, key=lambda item: item[0].startswith("task_emb."))]
         self.optim = torch.optim.Adam([
             {"params": m.encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
             {"params": world_params}], lr=cfg.lr)
