@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from envs.hooks import TaskHooks
+
 TASK_SETS = {
     # one body and a related pendulum; all 1-D actions, observations 5 and 3
     "mt3-cartpole": ("cartpole-balance", "cartpole-swingup", "pendulum-swingup"),
@@ -94,3 +96,13 @@ class MultitaskEnv:
     def close(self):
         for env in self.envs:
             env.close()
+
+
+class MultitaskHooks(TaskHooks):
+    """On resume, the round-robin rotation continues where it was: training episode k plays task k mod n."""
+
+    def __init__(self, env, num_tasks: int):
+        self.env, self.num_tasks = env, num_tasks
+
+    def load_state_dict(self, trainer_state: dict) -> None:
+        self.env.next_task = trainer_state["episode"] % self.num_tasks
