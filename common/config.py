@@ -13,9 +13,9 @@ from typing import Callable
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from common.precision import PRECISIONS
+from common.tasks import task_label
 
 TRAINERS = ("online", "offline", "onpolicy")
-MAX_DISCOUNTS = 6
 
 
 class ConfigError(ValueError):
@@ -30,23 +30,41 @@ class AgentRules:
     `config(r)` checks the agent's keys, `env(r, spec)` what needs the environment; `auto_discount(cfg,
     episode_length)` is the primary discount for `discount=auto`; `trainers` are the trainers it learns with;
     `multitask`: it trains several tasks at once; `heads`: the optional head groups (`multi_gamma`,
-    `aux_rewards`) it has."""
+    `aux_rewards`) it has; `architecture_keys`: the config keys that change its weights' shapes (a checkpoint
+    whose values differ does not load, common/checkpoint.py)."""
     config: Callable
     env: Callable
     auto_discount: Callable
     trainers: tuple = ("online", "offline")
     multitask: bool = False
     heads: tuple = ()
+    architecture_keys: tuple = ()
 
 
 _AGENT_RULES: dict[str, AgentRules] = {}
+# the rules of environment kinds, option namespaces and heads, each declared next to its code and registered by
+# its package (envs/__init__.py, src/__init__.py): `rules(r)` on every config, `env_rules(r, spec)` with the env
+_RULES: list[Callable] = []
+_ENV_RULES: list[Callable] = []
 
 
 def register_agent_rules(name: str, rules: AgentRules) -> None:
     _AGENT_RULES[name] = rules
 
 
-def _agents_with(test) -> str:
+def register_rules(rules: Callable | None = None, env_rules: Callable | None = None) -> None:
+    for registry, fn in ((_RULES, rules), (_ENV_RULES, env_rules)):
+        if fn is not None and fn not in registry:
+            registry.append(fn)
+
+
+def agent_rules(cfg) -> AgentRules | None:
+    """The rules the agent `cfg.agent` registered (None for an unknown agent, which `validate` reports)."""
+    return _AGENT_RULES.get(cfg.agent)
+
+
+def agents_with(test) -> str:
+    """The registered agents whose AgentRules pass `test`, as `a|b` for messages."""
     return "|".join(name for name, rules in _AGENT_RULES.items() if test(rules))
 
 
@@ -62,13 +80,8 @@ if not OmegaConf.has_resolver("preset"):
     OmegaConf.register_new_resolver("preset", _preset)
 
 
-def _task_label(task) -> str:
-    from envs.multitask import task_label
-    return task_label(task)
-
-
 if not OmegaConf.has_resolver("task_label"):  # run directories: runs/${task_label:${task}}/... (lists readable)
-    OmegaConf.register_new_resolver("task_label", _task_label)
+    OmegaConf.register_new_resolver("task_label", task_label)
 
 
 def check_path_part(value, key: str = "exp_name") -> None:
@@ -146,19 +159,6 @@ def validate(cfg: DictConfig) -> DictConfig:
     r.check(bool(_AGENT_RULES), "agent", "no agent is registered: import src (it registers them) before validating")
     r.choice("agent", tuple(_AGENT_RULES))
     agent = _AGENT_RULES.get(cfg.agent)
-    from envs import task_kind
-    from envs.multitask import is_multitask
-    multitask, kind = is_multitask(cfg.task), None
-    if multitask:  # checks every member
-        _validate_multitask(r)
-    else:
-        try:
-            kind = task_kind(cfg.task)
-        except ValueError as e:
-            r.errors.append(str(e))
-    r.choice("obs", ("state", "rgb"))
-    if cfg.obs == "rgb" and not multitask:
-        r.check(kind == "dmc", "obs", "pixel observations are available for DeepMind Control tasks only")
     r.positive_int("steps", "eval_freq", "eval_episodes", "checkpoint_freq")
     r.check(is_int(cfg.seed), "seed", "must be a non-negative integer")
     r.auto_or("action_repeat", lambda v: is_int(v, 1), "a positive integer")
@@ -200,23 +200,10 @@ def validate(cfg: DictConfig) -> DictConfig:
         r.check(importlib.util.find_spec("wandb") is not None, "logger.wandb",
                 "the wandb package is not installed (pip install wandb)")
     r.positive_int("logger.log_freq")
-    if kind == "hockey":
-        r.choice("hockey.opponent", ("auto", "weak", "strong", "none", "checkpoint", "selfplay"))
-        r.choice("hockey.mode", ("auto", "normal", "shooting", "defense"))
-        r.choice("hockey.reward", ("sparse", "shaped", "outcome"))
-        r.choice("hockey.side", ("alternate", "left"))
-        r.choice("hockey.backend", ("ours", "original", "auto"))
-        r.check(cfg.hockey.opponent != "checkpoint" or bool(cfg.hockey.opponent_checkpoint),
-                "hockey.opponent_checkpoint", "must be a path when hockey.opponent=checkpoint")
-        if cfg.hockey.opponent == "checkpoint" and cfg.hockey.opponent_checkpoint:
-            from pathlib import Path
-            r.check(Path(str(cfg.hockey.opponent_checkpoint)).is_file(), "hockey.opponent_checkpoint",
-                    "must be an existing checkpoint file")
     if agent is not None:
         agent.config(r)
-    _validate_multi_gamma(r)
-    _validate_aux(r)
-    _validate_selfplay(r)
+    for rules in _RULES:
+        rules(r)
     r.raise_if_any()
     OmegaConf.set_readonly(cfg, True)
     return cfg
@@ -257,151 +244,6 @@ def dataset_paths(cfg: DictConfig) -> list:
     return [p.strip() for p in str(value).split(",") if p.strip()]
 
 
-def _validate_multi_gamma(r: Rules):
-    mg = r.cfg.multi_gamma
-    r.check(isinstance(mg.enabled, bool), "multi_gamma.enabled", "must be true or false")
-    r.choice("multi_gamma.head", ("joint", "separate"))
-    r.number("multi_gamma.loss_weight", 0)
-    r.check(isinstance(mg.debug_logging, bool), "multi_gamma.debug_logging", "must be true or false")
-    r.check(isinstance(mg.grad_to_q, bool), "multi_gamma.grad_to_q", "must be true or false")
-    r.positive_int("multi_gamma.log_num_examples", "multi_gamma.log_interval_steps")
-    if not mg.enabled:
-        return
-    gammas = list(mg.gammas) if isinstance(mg.gammas, ListConfig) else mg.gammas
-    if not isinstance(gammas, list) or len(gammas) == 0:
-        r.check(False, "multi_gamma.gammas", "must be a non-empty list when multi_gamma.enabled=true", gammas)
-        return
-    r.check("multi_gamma" in _agent_heads(r.cfg), "multi_gamma.enabled",
-            f"multi-discount heads exist for agent={_agents_with(lambda a: 'multi_gamma' in a.heads)} only")
-    r.check(len(gammas) <= MAX_DISCOUNTS, "multi_gamma.gammas",
-            f"at most {MAX_DISCOUNTS} discounts (the primary and up to {MAX_DISCOUNTS - 1} auxiliary)", gammas)
-    r.check(gammas[0] == "primary" or isinstance(gammas[0], float), "multi_gamma.gammas[0]",
-            "must be 'primary' or the primary discount as a number", gammas[0])
-    for i, g in enumerate(gammas[1:], start=1):
-        r.check(isinstance(g, float) and 0 < g < 1, f"multi_gamma.gammas[{i}]",
-                "auxiliary discounts must be numbers in (0, 1)", g)
-    numeric = [g for g in gammas[1:] if isinstance(g, float)]
-    r.check(len(set(numeric)) == len(numeric), "multi_gamma.gammas", "duplicate discounts", gammas)
-    if len(gammas) == 1:
-        warnings.warn("multi_gamma.enabled=true with a single discount trains the baseline (no auxiliary heads)")
-
-
-def _validate_selfplay(r: Rules):
-    """selfplay.*: the opponent pool of hockey.opponent=selfplay (envs/hockey/selfplay.py)."""
-    from pathlib import Path
-
-    from envs import HOCKEY_TASKS
-    cfg, sp = r.cfg, r.cfg.selfplay
-    r.check(is_int(sp.snapshot_every), "selfplay.snapshot_every", "must be a non-negative integer (0: no snapshots)")
-    r.positive_int("selfplay.pool_size")
-    r.choice("selfplay.drop", ("oldest", "weakest"))
-    r.check(isinstance(sp.pfsp, bool), "selfplay.pfsp", "must be true or false")
-    probs = OmegaConf.to_container(sp.probs) if isinstance(sp.probs, DictConfig) else {}
-    r.check(set(probs) == {"weak", "strong", "pool"}, "selfplay.probs", "must have exactly the keys weak, strong, pool")
-    for key in probs:
-        r.number(f"selfplay.probs.{key}", 0, 1)
-    probs = {k: v for k, v in probs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if len(probs) == 3:
-        r.check(abs(sum(probs.values()) - 1) <= 1e-6, "selfplay.probs", "must sum to 1", probs)
-    paths = list(sp.pool) if isinstance(sp.pool, ListConfig) else sp.pool
-    if not isinstance(paths, list):
-        r.check(False, "selfplay.pool", "must be a list of checkpoint files: selfplay.pool=[path,...]")
-        paths = []
-    for i, path in enumerate(paths):
-        r.check(isinstance(path, str) and Path(path).is_file(), f"selfplay.pool[{i}]",
-                "must be an existing checkpoint file", path)
-    if is_int(sp.pool_size, 1):
-        r.check(len(paths) <= sp.pool_size, "selfplay.pool", f"at most selfplay.pool_size={sp.pool_size} checkpoints",
-                paths)
-    if cfg.hockey.opponent != "selfplay":
-        r.check(not paths, "selfplay.pool", "is only used with hockey.opponent=selfplay", paths)
-        return
-    hockey = isinstance(cfg.task, str) and cfg.task in HOCKEY_TASKS
-    r.check(hockey, "hockey.opponent", f"selfplay needs one hockey task ({', '.join(HOCKEY_TASKS)}), not "
-                                       f"task={cfg.task}")
-    if hockey:
-        mode = HOCKEY_TASKS[cfg.task][0] if cfg.hockey.mode == "auto" else cfg.hockey.mode
-        r.check(mode == "normal", "hockey.mode", "hockey.opponent=selfplay plays full games: needs mode normal",
-                mode)
-    r.check(cfg.trainer == "online", "trainer", "hockey.opponent=selfplay needs trainer=online")
-    r.check(probs.get("pool", 0) == 0 or is_int(sp.snapshot_every, 1) or bool(paths), "selfplay.probs.pool",
-            "> 0 needs snapshots (selfplay.snapshot_every > 0) or an initial pool (selfplay.pool=[path,...])")
-
-
-def _validate_aux(r: Rules):
-    """aux_heads.* (any agent, tasks that provide targets) and aux_rewards.* (Dreamer, needs the heads)."""
-    from envs import HOCKEY_TASKS, aux_targets_fn
-    cfg = r.cfg
-    heads, rewards = cfg.aux_heads, cfg.aux_rewards
-    r.check(isinstance(heads.enabled, bool), "aux_heads.enabled", "must be true or false")
-    r.positive_int("aux_heads.goal_horizon")
-    r.check(isinstance(heads.weights, DictConfig) and set(heads.weights) == {"goal", "dist", "shot"},
-            "aux_heads.weights", "must have exactly the keys goal, dist, shot")
-    for key in ("goal", "dist", "shot"):
-        if key in heads.weights:
-            r.number(f"aux_heads.weights.{key}", 0)
-    if heads.enabled is True:
-        r.check(aux_targets_fn(cfg.task) is not None, "aux_heads.enabled",
-                f"task={cfg.task} provides no auxiliary targets; the hockey tasks do ({', '.join(HOCKEY_TASKS)})")
-    r.check(isinstance(rewards.enabled, bool), "aux_rewards.enabled", "must be true or false")
-    for key in ("goal_scale", "dist_scale", "shot_scale"):
-        r.number(f"aux_rewards.{key}", 0)
-    r.choice("aux_rewards.dist_form", ("inverse", "pbrs"))
-    r.choice("aux_rewards.scored_state", ("next", "current"))
-    r.check(rewards.scored_state != "current" or rewards.dist_form != "pbrs", "aux_rewards.scored_state",
-            "current needs dist_form=inverse (pbrs scores the transition: gamma * phi(s') - phi(s))")
-    r.check(is_int(rewards.decay_steps), "aux_rewards.decay_steps",
-            "must be a non-negative integer (updates; 0 = no decay)")
-    if rewards.enabled is not True:
-        return
-    r.check(heads.enabled is True, "aux_rewards.enabled", "needs aux_heads.enabled=true (the rewards come from "
-                                                          "the auxiliary heads)")
-    r.check("aux_rewards" in _agent_heads(cfg), "aux_rewards.enabled",
-            "auxiliary rewards shape Dreamer's imagined returns; "
-            f"agent={cfg.agent} has none (use aux_heads alone; agents with them: "
-            f"{_agents_with(lambda a: 'aux_rewards' in a.heads)})")
-
-
-def _agent_heads(cfg) -> tuple:
-    return _AGENT_RULES[cfg.agent].heads if cfg.agent in _AGENT_RULES else ()
-
-
-def _validate_multitask(r: Rules):
-    """Several tasks in one TD-MPC2 agent (`task` a list or a task-set name, envs/multitask.py)."""
-    import gymnasium as gym
-    from envs import task_kind
-    from envs.multitask import TASK_SETS, task_list
-    cfg = r.cfg
-    tasks = task_list(cfg.task)
-    label = cfg.task if isinstance(cfg.task, str) else tasks  # the value shown in messages
-    r.check(len(tasks) >= 2, "task", "multi-task training needs at least 2 tasks (give a single task as a plain "
-                                     f"string); task sets: {', '.join(TASK_SETS)}", label)
-    duplicates = sorted({t for t in tasks if tasks.count(t) > 1})
-    r.check(not duplicates, "task", f"duplicate tasks {duplicates}", label)
-    kinds = {}
-    for task in tasks:
-        try:
-            kinds[task] = task_kind(task)
-        except ValueError as e:
-            r.check(False, "task", f"unknown member {task!r}: {e}", label)
-            continue
-        r.check(kinds[task] != "hockey", "task", f"member {task!r}: hockey tasks cannot be part of a multi-task "
-                                                 "set (a two-player game with its own options)", label)
-        if kinds[task] == "gym":
-            env = gym.make(task[len("gym/"):])
-            r.check(not isinstance(env.action_space, gym.spaces.Discrete), "task",
-                    f"member {task!r} has discrete actions; multi-task TD-MPC2 needs continuous actions", label)
-            env.close()
-    r.check(cfg.obs == "state", "obs", "several tasks need state observations (obs=state)")
-    r.check(cfg.agent in _AGENT_RULES and _AGENT_RULES[cfg.agent].multitask, "agent",
-            f"several tasks need agent={_agents_with(lambda a: a.multitask)} (the others train one task)")
-    r.check(cfg.multi_gamma.enabled is not True, "multi_gamma.enabled",
-            "multi-discount heads are single-task only; disable them with several tasks")
-    if cfg.action_repeat == "auto" and len({kinds[t] == "dmc" for t in kinds}) > 1:
-        r.check(False, "action_repeat", "tasks of several kinds have different action repeats (DeepMind Control 2, "
-                                        "Gymnasium 1); set action_repeat=N for all of them")
-
-
 def validate_evaluate(cfg: DictConfig) -> DictConfig:
     """evaluate.py's config (conf/evaluate.yaml): the same `key=value: rule` checks; returns it frozen."""
     r = Rules(cfg)
@@ -425,17 +267,9 @@ def validate_for_env(cfg: DictConfig, spec) -> None:
     """Rules that need the environment: action space and the primary discount."""
     r = Rules(cfg)
     _AGENT_RULES[cfg.agent].env(r, spec)
-    mg = cfg.multi_gamma
-    if mg.enabled and len(mg.gammas) > 1 and isinstance(mg.gammas[0], float):
-        primary = primary_discount(cfg, spec)
-        r.check(abs(mg.gammas[0] - primary) <= 1e-6, "multi_gamma.gammas[0]",
-                f"must equal the primary discount {primary:.6f} of task {spec.task} (within 1e-6); "
-                "write 'primary' to use it", mg.gammas[0])
+    for rules in _ENV_RULES:
+        rules(r, spec)
     r.raise_if_any()
-    if mg.enabled and any(abs(float(g) - primary_discount(cfg, spec)) <= 1e-6 for g in mg.gammas[1:]):
-        # allowed (ablation A3 lists 0.99, the primary of DeepMind Control tasks): that head learns the Q target
-        warnings.warn(f"multi_gamma.gammas={list(mg.gammas)}: an auxiliary discount equals the primary discount "
-                      f"{primary_discount(cfg, spec)} of {spec.task}")
 
 
 def primary_discount(cfg: DictConfig, spec) -> float:

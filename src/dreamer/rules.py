@@ -60,4 +60,9 @@ def auto_discount(cfg, episode_length: int) -> float:
     return float(cfg.default_discount)
 
 
-RULES = AgentRules(config_rules, env_rules, auto_discount, heads=("aux_rewards",))
+# the keys that change weight shapes: a checkpoint must agree on them
+ARCHITECTURE_KEYS = ("num_bins", "deter", "hidden", "layers", "stoch", "groups", "classes", "latent",
+                     "cnn_depth", "reward_head", "critic_head")
+
+RULES = AgentRules(config_rules, env_rules, auto_discount, heads=("aux_rewards",),
+                   architecture_keys=ARCHITECTURE_KEYS)

@@ -52,4 +52,9 @@ def auto_discount(cfg, episode_length: int) -> float:
     return discount_from_episode_length(episode_length, cfg.discount_denom, cfg.discount_min, cfg.discount_max)
 
 
-RULES = AgentRules(config_rules, env_rules, auto_discount, multitask=True, heads=("multi_gamma",))
+# the keys that change weight shapes: a checkpoint must agree on them (task_dim: with several tasks only)
+ARCHITECTURE_KEYS = ("num_bins", "latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q", "simnorm_dim",
+                     "num_channels", "task_dim")
+
+RULES = AgentRules(config_rules, env_rules, auto_discount, multitask=True, heads=("multi_gamma",),
+                   architecture_keys=ARCHITECTURE_KEYS)

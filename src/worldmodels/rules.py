@@ -47,4 +47,9 @@ def auto_discount(cfg, episode_length: int) -> float:
     return float(cfg.default_discount)
 
 
-RULES = AgentRules(config_rules, env_rules, auto_discount, trainers=("onpolicy",))
+# the keys that change weight shapes: a checkpoint must agree on them
+ARCHITECTURE_KEYS = ("enc_dim", "cnn_depth", "encoder", "codebook_size", "code_dim", "num_codes",
+                     "memory_dim", "memory_layers", "memory_heads", "window", "controller_dims")
+
+RULES = AgentRules(config_rules, env_rules, auto_discount, trainers=("onpolicy",),
+                   architecture_keys=ARCHITECTURE_KEYS)
