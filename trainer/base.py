@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 from common import checkpoint
+from common.logger import write_reference_csv
+from trainer.evaluation import per_task, run_episodes
 
 
 class BaseTrainer:
@@ -28,6 +30,17 @@ class BaseTrainer:
         self._next_multi_gamma_log = 0  # not checkpointed: a resumed run writes its first snapshot at once
         self.finished = False  # the final evaluation and checkpoint are done: resuming has nothing to do
         self.guard = NonFiniteGuard(agent, cfg.on_nonfinite, self.run_dir)
+
+    @staticmethod
+    def make_buffer(cfg, spec, agent, run_dir: Path, device):
+        """The replay the trainer learns from, built before the trainer (resuming fills it); None: no replay."""
+        return None
+
+    def finish_run(self, results_csv: Path) -> str:
+        """After training: write the evaluation curve in the reference format (`step,reward,seed`, steps in
+        frames) to `results_csv`; returns the closing message."""
+        write_reference_csv(self.logger.csv("eval").rows(), results_csv, self.cfg.seed)
+        return f"Done: {self.step} steps. Run directory {self.run_dir}; eval curve {results_csv}"
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -80,21 +93,17 @@ class BaseTrainer:
         mean over tasks (each task counts once, whatever its episode length)."""
         if not self.spec.multitask:
             return self._evaluate_episodes()
-        per_task = {name: self._evaluate_episodes(task) for task, name in enumerate(self.spec.tasks)}
-        row = {key: sum(r[key] for r in per_task.values()) / len(per_task)
+        tasks = per_task(self.spec, self._evaluate_episodes)
+        row = {key: sum(r[key] for r in tasks.values()) / len(tasks)
                for key in ("episode_reward", "episode_success", "episode_length")}
-        for name, r in per_task.items():
+        for name, r in tasks.items():
             row[f"episode_reward/{name}"], row[f"episode_reward_std/{name}"] = r["episode_reward"], \
                 r["episode_reward_std"]
         return row
 
     def _evaluate_episodes(self, task: int | None = None) -> dict:
-        returns, successes, lengths = [], [], []
-        for _ in range(self.cfg.eval_episodes):
-            ret, length, info = self._run_episode(eval_mode=True, task=task)
-            returns.append(ret)
-            lengths.append(length)
-            successes.append(info.get("success", 0.0))
+        returns, lengths, infos = run_episodes(self.env, self.agent, self.cfg.eval_episodes, task)
+        successes = [info.get("success", 0.0) for info in infos]
         t = torch.tensor(returns)
         return {"episode_reward": t.mean().item(), "episode_reward_std": t.std().item()
                 if len(t) > 1 else 0.0, "episode_success": sum(successes) / len(successes),
@@ -103,16 +112,6 @@ class BaseTrainer:
     def _task_kwargs(self) -> dict:
         """With several tasks, {'task': the env's current task id} for agent.act and the buffer; else {}."""
         return {"task": self.env.task_id} if self.spec.multitask else {}
-
-    def _run_episode(self, eval_mode: bool, task: int | None = None):
-        """One episode; `task` picks the task of a multi-task env (without moving its rotation)."""
-        obs = self.env.reset() if task is None else self.env.reset(task=task)
-        done, ret, t, info = False, 0.0, 0, {}
-        while not done:
-            action = self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, **self._task_kwargs())
-            obs, reward, done, info = self.env.step(action)
-            ret, t = ret + reward, t + 1
-        return ret, t, info
 
     def _log_eval(self, start: float) -> dict:
         """Evaluate and write an eval.csv row at the current step; `start` is the run's (resumed) start time."""

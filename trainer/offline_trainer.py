@@ -2,6 +2,8 @@
 import time
 from pathlib import Path
 
+from common.config import dataset_paths
+from common.dataset import load_buffer
 from trainer.base import BaseTrainer, Progress, peak_memory_mb
 
 
@@ -22,6 +24,19 @@ class OfflineTrainer(BaseTrainer):
     @property
     def updates(self) -> int:
         return self.step
+
+    @staticmethod
+    def make_buffer(cfg, spec, agent, run_dir: Path, device):
+        """The datasets, checked against each other and the env before anything trains (DatasetError)."""
+        buffer, summary = load_buffer(dataset_paths(cfg), spec, agent.seq_len, agent.batch_size, device,
+                                      **cfg.dataset_filter, scratch_dir=str(run_dir / "dataset_memmap"),
+                                      cross_episodes=agent.sequences_cross_episodes)
+        print(f"Offline data: {summary}")
+        return buffer
+
+    def finish_run(self, results_csv: Path) -> str:
+        """Its steps are updates: no curve in the reference format (environment steps)."""
+        return f"Done: {self.step} updates. Run directory {self.run_dir}"
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:

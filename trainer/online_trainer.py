@@ -6,6 +6,8 @@ import torch
 
 from common.buffer import Buffer, episode_step
 from common.config import seed_steps
+from common.dataset import export_buffer
+from common.run import buffer_capacity, buffer_storage
 from envs import task_hooks
 from trainer.base import BaseTrainer, Progress as _Progress, peak_memory_mb as _peak_memory_mb
 
@@ -28,6 +30,21 @@ class OnlineTrainer(BaseTrainer):
         self._next_eval, self._next_ckpt = 0, cfg.checkpoint_freq
         self._episode_start = 0
         self.hooks = task_hooks(cfg, env, spec, run_dir)  # what the task adds (envs/hooks.py)
+
+    @staticmethod
+    def make_buffer(cfg, spec, agent, run_dir: Path, device) -> Buffer:
+        return Buffer(buffer_capacity(cfg, spec), agent.seq_len, agent.batch_size, buffer_storage(cfg, spec),
+                      scratch_dir=str(run_dir / "buffer_memmap"), device=device,
+                      cross_episodes=agent.sequences_cross_episodes)
+
+    def finish_run(self, results_csv: Path) -> str:
+        """save_dataset=true: the replay becomes an offline dataset in <run_dir>/dataset; then the curve."""
+        if self.cfg.save_dataset:
+            manifest = export_buffer(self.buffer, self.run_dir / "dataset", self.cfg, self.spec,
+                                     source={"run_dir": str(self.run_dir.resolve()), "step": self.step})
+            print(f"Dataset {self.run_dir / 'dataset'}: {manifest['num_episodes']} episodes, "
+                  f"{manifest['num_steps']} steps")
+        return super().finish_run(results_csv)
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from common.config import primary_discount
+from common.optim import optimiser_step
 from common.precision import in_precision, resolve
 from src.dreamer.behavior import Behavior
 from src.dreamer.rssm import WorldModel, activation, kl_loss
@@ -117,10 +118,7 @@ class Dreamer:
         b.train()
 
         loss, metrics, (deter, stoch) = self._wm_fn(obs, action, reward, cont, is_first, aux_targets)
-        loss.backward()
-        metrics["model_grad_norm"] = torch.nn.utils.clip_grad_norm_(wm.parameters(), cfg.model_grad_clip)
-        self.model_opt.step()
-        self.model_opt.zero_grad(set_to_none=True)  # no gradient outlives its step
+        metrics["model_grad_norm"] = optimiser_step(self.model_opt, loss, wm.parameters(), cfg.model_grad_clip)
 
         start = (deter.flatten(0, 1), stoch.flatten(0, 1))  # every posterior state starts an imagined rollout
         start_cont = cont.flatten(0, 1)
@@ -128,16 +126,12 @@ class Dreamer:
         b.critic.requires_grad_(False)
         try:
             actor_loss, (feat, returns, weight), actor_metrics = self._actor_fn(start, start_cont, self._aux_decay())
-            actor_loss.backward()
-            metrics["actor_grad_norm"] = torch.nn.utils.clip_grad_norm_(b.actor.parameters(), cfg.actor_grad_clip)
-            self.actor_opt.step()
-            self.actor_opt.zero_grad(set_to_none=True)
+            metrics["actor_grad_norm"] = optimiser_step(self.actor_opt, actor_loss, b.actor.parameters(),
+                                                        cfg.actor_grad_clip)
             b.critic.requires_grad_(True)
             critic_loss, critic_metrics = self._critic_fn(feat, returns, weight)
-            critic_loss.backward()
-            metrics["critic_grad_norm"] = torch.nn.utils.clip_grad_norm_(b.critic.parameters(), cfg.critic_grad_clip)
-            self.critic_opt.step()
-            self.critic_opt.zero_grad(set_to_none=True)
+            metrics["critic_grad_norm"] = optimiser_step(self.critic_opt, critic_loss, b.critic.parameters(),
+                                                         cfg.critic_grad_clip)
         finally:
             wm.requires_grad_(True)
             b.critic.requires_grad_(True)

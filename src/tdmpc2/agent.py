@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from common import math
 from common.config import discounts, task_discounts
+from common.optim import optimiser_step
 from common.precision import in_precision, resolve
 from common.scale import RunningScale
 from src.heads.aux_task import replayed_targets
@@ -200,10 +201,7 @@ class TDMPC2:
             total = total + aux_loss
             metrics.update(aux_metrics, aux_loss=aux_loss)
 
-        total.backward()
-        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm)
-        self.optim.step()
-        self.optim.zero_grad(set_to_none=True)
+        metrics["grad_norm"] = optimiser_step(self.optim, total, m.parameters(), cfg.grad_clip_norm)
 
         metrics["pi_loss"], metrics["pi_entropy"] = self._update_pi(zs.detach(), task)
         m.update_target_q(cfg.tau)
@@ -288,10 +286,7 @@ class TDMPC2:
         entropy = info[{"scaled": "scaled_entropy", "squashed": "entropy", "scaled_tanh": "scaled_tanh_entropy"}[
             self.cfg.entropy]]
         pi_loss = (-(self.cfg.entropy_coef * entropy + q).mean((1, 2)) * rho).mean()
-        pi_loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.policy_prior.parameters(), self.cfg.grad_clip_norm)
-        self.pi_optim.step()
-        self.pi_optim.zero_grad(set_to_none=True)
+        optimiser_step(self.pi_optim, pi_loss, self.model.policy_prior.parameters(), self.cfg.grad_clip_norm)
         return pi_loss.detach(), info["entropy"].mean().detach()
 
     # ------------------------------------------------------------------ state
