@@ -16,6 +16,9 @@ from common.precision import PRECISIONS
 from common.tasks import task_label
 
 TRAINERS = ("online", "offline", "onpolicy")
+# seed_steps=auto: random-action agent steps before learning, max(MIN_SEED_STEPS, SEED_EPISODES episodes)
+MIN_SEED_STEPS = 1000
+SEED_EPISODES = 5
 
 
 class ConfigError(ValueError):
@@ -305,4 +308,4 @@ def seed_steps(cfg: DictConfig, spec) -> int:
     """Agent steps of random exploration before learning starts."""
     if cfg.seed_steps != "auto":
         return int(cfg.seed_steps)
-    return max(1000, 5 * spec.episode_length)
+    return max(MIN_SEED_STEPS, SEED_EPISODES * spec.episode_length)

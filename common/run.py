@@ -39,10 +39,14 @@ def buffer_storage(cfg, spec) -> str:
     return "memmap" if gigabytes > cfg.buffer_memmap_gb else "memory"
 
 
+STEPS_PER_AGENT_STEP = 2  # stored steps per agent step at most: an episode stores its first step too
+BUFFER_HEADROOM = 1000  # stored steps beyond that
+
+
 def buffer_capacity(cfg, spec) -> int:
     """Steps to keep: the whole run (plus each episode's first step) unless buffer_size is smaller."""
     agent_steps = cfg.steps // spec.action_repeat
-    return int(min(cfg.buffer_size, 2 * agent_steps + 1000))
+    return int(min(cfg.buffer_size, STEPS_PER_AGENT_STEP * agent_steps + BUFFER_HEADROOM))
 
 
 LOCK = "run.lock"

@@ -12,6 +12,8 @@ from envs import rules
 from envs.spec import EnvSpec
 from envs.tasks import AUX_TARGET_KEYS, HOCKEY_TASKS, aux_targets_fn, task_kind  # noqa: F401  (their home)
 
+DMC_ACTION_REPEAT = 2  # action_repeat=auto on DeepMind Control (TD-MPC2's and DreamerV3's setting); else 1
+
 register_rules(rules.task_rules)
 register_rules(rules.selfplay_rules)
 
@@ -93,7 +95,7 @@ def _make_task_env(cfg, task: str, seed: int):
 
 
 def _action_repeat(cfg, kind: str) -> int:
-    return cfg.action_repeat if cfg.action_repeat != "auto" else (2 if kind == "dmc" else 1)
+    return cfg.action_repeat if cfg.action_repeat != "auto" else (DMC_ACTION_REPEAT if kind == "dmc" else 1)
 
 
 def make_vector_env(cfg, num_envs: int, seed: int) -> gym.vector.SyncVectorEnv:
