@@ -66,13 +66,32 @@ class BaseTrainer:
         if state.get("env") is not None:
             self.env.set_rng_state(state["env"])
 
-    def _finish(self, start: float) -> dict | None:
+    # ------------------------------------------------------------------ the schedule every trainer runs
+    def _evaluate_if_due(self, start: float, progress) -> bool:
+        """An evaluation (eval.csv row) when the step has reached the next multiple of `eval_freq` since 0."""
+        if self.step < self._next_eval:
+            return False
+        progress.eval_return = self._log_eval(start)["episode_reward"]
+        self._next_eval += self.cfg.eval_freq
+        return True
+
+    def _checkpoint_if_due(self, start: float) -> None:
+        """A checkpoint when the step has reached the next multiple of `checkpoint_freq`; `start` is the run's
+        (resumed) start time, for the wall time it records."""
+        if self.step >= self._next_ckpt:
+            self._elapsed = time.time() - start
+            self.save_checkpoint()
+            self._next_ckpt += self.cfg.checkpoint_freq
+
+    def _finish(self, start: float, progress=None) -> dict | None:
         """The final evaluation and checkpoint, once: a finished run resumed with the same `steps` does nothing."""
         if self.finished:
             Progress.write(f"The run already finished at step {self.step}: nothing to do (give a larger steps= "
                            "to extend it)")
             return None
         row = self._log_eval(start)
+        if progress is not None:
+            progress.eval_return = row["episode_reward"]
         while self._next_eval <= self.step:  # extending the run later must not evaluate this step again
             self._next_eval += self.cfg.eval_freq
         self.finished = True

@@ -57,9 +57,7 @@ class OfflineTrainer(BaseTrainer):
         sums, count, update_time = {}, 0, 0.0
         try:
             while self.step < cfg.steps:
-                if self.step >= self._next_eval:
-                    progress.eval_return = self._log_eval(start)["episode_reward"]
-                    self._next_eval += cfg.eval_freq
+                self._evaluate_if_due(start, progress)
                 self._multi_gamma_snapshot()
                 t0 = time.perf_counter()
                 metrics = self.guard.update(self.buffer.sample(), self.step + 1, self.step + 1)
@@ -81,13 +79,8 @@ class OfflineTrainer(BaseTrainer):
                     self.logger.log(row, self.step, "train")
                     sums, count, update_time = {}, 0, 0.0
                     self._next_log = (self.step // cfg.log_interval + 1) * cfg.log_interval
-                if self.step >= self._next_ckpt:
-                    self._elapsed = time.time() - start
-                    self.save_checkpoint()
-                    self._next_ckpt += cfg.checkpoint_freq
-            final = self._finish(start)
-            if final is not None:
-                progress.eval_return = final["episode_reward"]
+                self._checkpoint_if_due(start)
+            self._finish(start, progress)
         except KeyboardInterrupt:
             progress.close()
             self._checkpoint_on_interrupt(start, f"update {self.step}")

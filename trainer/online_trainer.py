@@ -72,14 +72,10 @@ class OnlineTrainer(BaseTrainer):
     def train(self) -> None:
         cfg = self.cfg
         progress = _Progress(cfg.steps, self.step, enabled=cfg.logger.progress)
-        last_eval = None
         start = time.time() - self._elapsed
         try:
             while self.step < cfg.steps:
-                if self.step >= self._next_eval:
-                    last_eval = self._log_eval(start)
-                    progress.eval_return = last_eval["episode_reward"]
-                    self._next_eval += cfg.eval_freq
+                self._evaluate_if_due(start, progress)
                 self._multi_gamma_snapshot()
                 self.hooks.before_episode(self.step, self.agent, {"step": self.step, "trainer": self.name})
                 t_episode = time.time()
@@ -96,10 +92,8 @@ class OnlineTrainer(BaseTrainer):
                 if self.episode % cfg.logger.log_freq == 0:
                     self.logger.log(row, self.step, "train")
                 progress.episode_return = ret
-                if self.step >= self._next_ckpt:
-                    self.save_checkpoint()
-                    self._next_ckpt += cfg.checkpoint_freq
-            self._finish(start)
+                self._checkpoint_if_due(start)
+            self._finish(start, progress)
         except KeyboardInterrupt:
             progress.close()
             # the unfinished episode never reached the buffer: count from its start again
