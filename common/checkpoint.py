@@ -20,15 +20,40 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from common.config import ConfigError, agent_rules
+from common.config import ConfigError, agent_rules, agent_rules_of
 from common.tasks import task_list
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # keys that must agree between a checkpoint and the config that loads it: these, and the keys the agent
 # declares as changing its weights' shapes (`AgentRules.architecture_keys`); dotted keys name nested entries
 ARCHITECTURE_KEYS = ("agent", "task", "obs", "image_size", "aux_heads.enabled")
 # checkpoints of other code that `load` converts: (name, recognise(obj) -> bool, convert(obj, cfg, task) -> payload)
 _CONVERTERS: list[tuple] = []
+
+
+def _migrate_1(payload: dict) -> None:
+    """Version 1 -> 2 (in place): entries that version-1 files of earlier code may lack get the values that code
+    used: the trainer that wrote it (online: the only one then), not finished, no environment RNG state (not
+    restored), and the agent's own entries (`AgentRules.migrate`)."""
+    trainer = payload["trainer"]
+    trainer.setdefault("trainer", "online")
+    trainer.setdefault("finished", False)
+    trainer.setdefault("env", None)
+    agent = agent_rules_of(payload["config"].get("agent"))
+    if agent is not None and agent.migrate is not None:
+        agent.migrate(payload)
+
+
+# format version -> the function that brings a payload of that version to the next one
+MIGRATIONS = {1: _migrate_1}
+
+
+def migrate(payload: dict) -> dict:
+    """A payload of any earlier format version brought to FORMAT_VERSION (in place), one version at a time."""
+    while payload["format_version"] in MIGRATIONS and payload["format_version"] < FORMAT_VERSION:
+        MIGRATIONS[payload["format_version"]](payload)
+        payload["format_version"] += 1
+    return payload
 
 
 def register_converter(name: str, recognise, convert) -> None:
@@ -182,6 +207,7 @@ def load(path: Path, cfg=None, map_location="cpu", task=None) -> dict:
             break
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path} is not a checkpoint of this framework (no format_version)")
+    migrate(payload)
     if payload["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {payload['format_version']}; "
                               f"this code reads version {FORMAT_VERSION}")

@@ -34,7 +34,8 @@ class AgentRules:
     episode_length)` is the primary discount for `discount=auto`; `trainers` are the trainers it learns with;
     `multitask`: it trains several tasks at once; `heads`: the optional head groups (`multi_gamma`,
     `aux_rewards`) it has; `architecture_keys`: the config keys that change its weights' shapes (a checkpoint
-    whose values differ does not load, common/checkpoint.py)."""
+    whose values differ does not load, common/checkpoint.py); `migrate(payload)`: fills in the agent's
+    entries that checkpoints of format version 1 may lack (common/checkpoint.py `MIGRATIONS`)."""
     config: Callable
     env: Callable
     auto_discount: Callable
@@ -42,6 +43,7 @@ class AgentRules:
     multitask: bool = False
     heads: tuple = ()
     architecture_keys: tuple = ()
+    migrate: Callable | None = None
 
 
 _AGENT_RULES: dict[str, AgentRules] = {}
@@ -63,7 +65,11 @@ def register_rules(rules: Callable | None = None, env_rules: Callable | None = N
 
 def agent_rules(cfg) -> AgentRules | None:
     """The rules the agent `cfg.agent` registered (None for an unknown agent, which `validate` reports)."""
-    return _AGENT_RULES.get(cfg.agent)
+    return agent_rules_of(cfg.agent)
+
+
+def agent_rules_of(name: str) -> AgentRules | None:
+    return _AGENT_RULES.get(name)
 
 
 def agents_with(test) -> str:

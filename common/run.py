@@ -157,7 +157,7 @@ def restore(path: Path, cfg, agent, trainer, buffer, logger, run_dir: Path, devi
     if payload.get("policy_only"):
         raise checkpoint.CheckpointError(f"{path} holds only a policy (a self-play snapshot), no optimiser or "
                                          "trainer state: use it with evaluate.py or as an opponent, not to train on")
-    written_by = payload["trainer"].get("trainer", "online")  # checkpoints before offline training: online
+    written_by = payload["trainer"]["trainer"]
     if written_by != trainer.name and cfg.resume:
         raise checkpoint.CheckpointError(
             f"{path} was written by the {written_by} trainer, not trainer={trainer.name}; to start "

@@ -184,6 +184,26 @@ def test_a_head_added_to_the_tdmpc2_model_is_optimised():
     assert all(id(p) in grouped for p in agent.model.extra_head.parameters())
 
 
+@pytest.mark.parametrize("name, agent_keys", [("tdmpc2", ("tasks", "multi_gamma")), ("dreamer", ("updates",))])
+def test_version_1_checkpoints_are_migrated(tmp_path, name, agent_keys):
+    """A format-version-1 file of earlier code, without the entries added since, loads and resumes its agent."""
+    from common import checkpoint
+    cfg, env, spec, agent = _build(name)
+    env.close()
+    path = tmp_path / "latest.pt"
+    checkpoint.save(path, cfg, spec, agent, {"step": 0})
+    payload = torch.load(path, weights_only=False)
+    payload["format_version"] = 1
+    for key in agent_keys:
+        del payload["agent"][key]
+    torch.save(payload, path)
+    loaded = checkpoint.load(path, cfg)
+    assert loaded["format_version"] == checkpoint.FORMAT_VERSION
+    assert loaded["trainer"] == {"step": 0, "trainer": "online", "finished": False, "env": None}
+    assert all(key in loaded["agent"] for key in agent_keys)
+    _build(name, seed=1)[3].load_state_dict(loaded["agent"])
+
+
 # ---------------------------------------------------------------------------------- a toy agent, end to end
 class ToyAgent:
     """A linear tanh policy that regresses onto replayed actions weighted by their rewards' softmax: no world

@@ -153,7 +153,7 @@ class Dreamer:
         self.model_opt.load_state_dict(state["model_opt"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
-        self.updates = state.get("updates", 0)  # checkpoints before the counter existed: 0
+        self.updates = state["updates"]
         self._state = None
 
     def policy_state(self) -> dict:

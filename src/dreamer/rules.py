@@ -60,9 +60,15 @@ def auto_discount(cfg, episode_length: int) -> float:
     return float(cfg.default_discount)
 
 
+def migrate(payload: dict) -> None:
+    """Format version 1: a training checkpoint from before the update counter existed counted 0 updates."""
+    if not payload.get("policy_only"):
+        payload["agent"].setdefault("updates", 0)
+
+
 # the keys that change weight shapes: a checkpoint must agree on them
 ARCHITECTURE_KEYS = ("num_bins", "deter", "hidden", "layers", "stoch", "groups", "classes", "latent",
                      "cnn_depth", "reward_head", "critic_head")
 
 RULES = AgentRules(config_rules, env_rules, auto_discount, heads=("aux_rewards",),
-                   architecture_keys=ARCHITECTURE_KEYS)
+                   architecture_keys=ARCHITECTURE_KEYS, migrate=migrate)

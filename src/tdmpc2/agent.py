@@ -299,14 +299,14 @@ class TDMPC2:
 
     def _check_tasks(self, state: dict) -> None:
         """Task ids index the task embedding: a state of another task list (or order) must not load."""
-        saved = state.get("tasks", list(self.spec.tasks))  # older checkpoints: single-task
+        saved = state["tasks"]
         if (len(saved) > 1 or self.spec.multitask) and saved != list(self.spec.tasks):
             raise ValueError(f"checkpoint was trained on tasks {saved} but this agent has tasks "
                              f"{list(self.spec.tasks)} (the task list and its order belong to the architecture)")
 
     def load_state_dict(self, state: dict) -> None:
         self._check_tasks(state)
-        saved = state.get("multi_gamma") or {"discounts": [], "head": None}  # older checkpoints: no heads
+        saved = state["multi_gamma"]
         mine = self.state_dict()["multi_gamma"]
         if [round(g, 9) for g in saved["discounts"]] != [round(g, 9) for g in mine["discounts"]]:
             raise ValueError(f"checkpoint has multi_gamma auxiliary discounts {saved['discounts'] or 'none'} "

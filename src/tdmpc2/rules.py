@@ -1,7 +1,7 @@
 """TD-MPC2's config rules (checked by common/config.py before anything is built) and its `discount=auto`."""
 from common.config import AgentRules, Rules, is_int
 from common.math import discount_from_episode_length
-from envs.multitask import is_multitask
+from common.tasks import is_multitask, task_list
 
 
 def config_rules(r: Rules):
@@ -52,9 +52,18 @@ def auto_discount(cfg, episode_length: int) -> float:
     return discount_from_episode_length(episode_length, cfg.discount_denom, cfg.discount_min, cfg.discount_max)
 
 
+def migrate(payload: dict) -> None:
+    """Format version 1: checkpoints from before several tasks were single-task (their one task), and those from
+    before the multi-discount heads had none."""
+    agent, task = payload["agent"], payload["config"]["task"]
+    agent.setdefault("tasks", task_list(task))
+    if not payload.get("policy_only") and not agent.get("multi_gamma"):
+        agent["multi_gamma"] = {"discounts": [], "head": None}
+
+
 # the keys that change weight shapes: a checkpoint must agree on them (task_dim: with several tasks only)
 ARCHITECTURE_KEYS = ("num_bins", "latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q", "simnorm_dim",
                      "num_channels", "task_dim")
 
 RULES = AgentRules(config_rules, env_rules, auto_discount, multitask=True, heads=("multi_gamma",),
-                   architecture_keys=ARCHITECTURE_KEYS)
+                   architecture_keys=ARCHITECTURE_KEYS, migrate=migrate)
