@@ -62,8 +62,9 @@ class BaseTrainer:
 
     def load_common_state(self, state: dict) -> None:
         """What `save_checkpoint` adds to every trainer's state (absent from checkpoints of earlier code)."""
-        self.finished = state["finished"] and self.step >= self.cfg.steps
-        if state["env"] is not None:
+        # a state straight from `state()` (never saved) has neither; files of every format version have both
+        self.finished = state.get("finished", False) and self.step >= self.cfg.steps
+        if state.get("env") is not None:
             self.env.set_rng_state(state["env"])
 
     # ------------------------------------------------------------------ the schedule every trainer runs
