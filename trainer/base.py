@@ -61,8 +61,8 @@ class BaseTrainer:
         checkpoint.save(self.ckpt_path, self.cfg, self.spec, self.agent, state, self.checkpoint_buffer())
 
     def load_common_state(self, state: dict) -> None:
-        """What `save_checkpoint` adds to every trainer's state (absent from checkpoints of earlier code)."""
-        # a state straight from `state()` (never saved) has neither; files of every format version have both
+        """What `save_checkpoint` adds to every trainer's state. Loaded files always have it (older ones get it
+        from common/checkpoint.py's migration); a state straight from `state()`, never saved, has not."""
         self.finished = state.get("finished", False) and self.step >= self.cfg.steps
         if state.get("env") is not None:
             self.env.set_rng_state(state["env"])
