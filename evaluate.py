@@ -17,6 +17,10 @@ from omegaconf import OmegaConf
 from common.checkpoint import CheckpointError
 from common.config import ConfigError, validate_evaluate
 from common.memory import keep_freed_memory
+from common.run import device_of
+from envs import HOCKEY_TASKS, make_env
+from src.policy import load_agent
+from trainer.evaluation import per_task, run_episode, run_episodes
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -29,17 +33,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run_episode(env, agent, frames: list | None = None, task: int | None = None):
-    """One episode; `task` is the task id on a multi-task env (and agent)."""
-    obs = env.reset() if task is None else env.reset(task=task)
-    done, ret, t, info = False, 0.0, 0, {}
-    kwargs = {} if task is None else {"task": task}
-    while not done:
-        if frames is not None:
-            frames.append(env.render())
-        obs, reward, done, info = env.step(agent.act(obs, t0=t == 0, eval_mode=True, **kwargs))
-        ret, t = ret + reward, t + 1
-    return ret, t, info
+def returns_summary(returns: list) -> dict:
+    """Mean and (population) standard deviation of evaluation returns, with the returns."""
+    return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)), "returns": returns}
 
 
 def save_video(frames: list, path: Path, fps: int = 30) -> Path:
@@ -54,9 +50,6 @@ def save_video(frames: list, path: Path, fps: int = 30) -> Path:
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(eval_cfg) -> None:
-    from common.run import device_of
-    from envs import HOCKEY_TASKS, make_env
-    from src.policy import load_agent
     try:
         eval_cfg = validate_evaluate(eval_cfg)
     except ConfigError as e:
@@ -86,7 +79,7 @@ def main(eval_cfg) -> None:
     if isinstance(task, str) and task in HOCKEY_TASKS:
         for opponent in ("weak", "strong"):
             env = env_for(hockey={"opponent": opponent, "side": "alternate"})
-            outcomes = [run_episode(env, agent)[2].get("winner", 0) for _ in range(eval_cfg.hockey_games)]
+            outcomes = [info.get("winner", 0) for info in run_episodes(env, agent, eval_cfg.hockey_games)[2]]
             n = len(outcomes)
             row = {}
             for name, value in (("win", 1), ("draw", 0), ("loss", -1)):
@@ -97,23 +90,21 @@ def main(eval_cfg) -> None:
                 f"{name} {v['rate']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" for name, v in row.items()))
     elif spec.multitask:  # eval_episodes per task, and the mean over tasks
         env = env_for()
-        results["tasks"] = {}
-        for i, name in enumerate(spec.tasks):
-            returns = [run_episode(env, agent, task=i)[0] for _ in range(eval_cfg.eval_episodes)]
-            results["tasks"][name] = {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-                                      "returns": returns}
-            print(f"{name}: return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes")
+        results["tasks"] = per_task(spec, lambda i: returns_summary(run_episodes(env, agent, eval_cfg.eval_episodes,
+                                                                                 i)[0]))
+        for name, r in results["tasks"].items():
+            print(f"{name}: return {r['mean_return']:.1f} +- {r['std_return']:.1f} over {len(r['returns'])} episodes")
         results["mean_return"] = float(np.mean([r["mean_return"] for r in results["tasks"].values()]))
         print(f"mean over {len(spec.tasks)} tasks: {results['mean_return']:.1f}")
     else:
         env = env_for()
-        returns = [run_episode(env, agent)[0] for _ in range(eval_cfg.eval_episodes)]
-        results.update(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)), returns=returns)
-        print(f"{task}: return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes")
+        results.update(returns_summary(run_episodes(env, agent, eval_cfg.eval_episodes)[0]))
+        print(f"{task}: return {results['mean_return']:.1f} +- {results['std_return']:.1f} over "
+              f"{len(results['returns'])} episodes")
 
     if eval_cfg.save_video:
         frames = []
-        run_episode(env, agent, frames, task=0 if spec.multitask else None)  # several tasks: the first one
+        run_episode(env, agent, task=0 if spec.multitask else None, frames=frames)  # several tasks: the first one
         results["video"] = str(save_video(frames, out_dir / "episode"))
         print(f"Video: {results['video']}")
     (out_dir / "evaluation.json").write_text(json.dumps(results, indent=2, allow_nan=False))

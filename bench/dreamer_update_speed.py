@@ -28,6 +28,7 @@ from harness import (ROOT, commit, count_flops, load_average, machine, markdown_
                      write_results)
 
 import common.config  # noqa: E402,F401  (registers the preset resolver)
+import src  # noqa: E402,F401  (registers the agents, whose rules validate() checks)
 from common.config import validate  # noqa: E402
 from envs.spec import EnvSpec  # noqa: E402
 

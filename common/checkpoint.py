@@ -20,16 +20,47 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-FORMAT_VERSION = 1
-# keys that must agree between a checkpoint and the config that loads it
-# (a key missing from either config is skipped, so each agent is checked on its own keys)
-ARCHITECTURE_KEYS = ("agent", "task", "obs", "num_bins",
-                     "latent_dim", "mlp_dim", "enc_dim", "num_enc_layers", "num_q", "simnorm_dim", "horizon",  # TD-MPC2
-                     "deter", "hidden", "layers", "stoch", "groups", "classes", "latent", "cnn_depth",  # Dreamer
-                     "encoder", "codebook_size", "code_dim", "num_codes", "memory_dim", "memory_layers",
-                     "memory_heads", "window", "controller_dims", "image_size",  # World Models
-                     "aux_heads.enabled",  # dotted keys name nested entries
-                     "task_dim")  # multi-task TD-MPC2 only (see load)
+from common.config import ConfigError, agent_rules, agent_rules_of
+from common.tasks import task_list
+
+FORMAT_VERSION = 2
+# keys that must agree between a checkpoint and the config that loads it: these, and the keys the agent
+# declares as changing its weights' shapes (`AgentRules.architecture_keys`); dotted keys name nested entries
+ARCHITECTURE_KEYS = ("agent", "task", "obs", "image_size", "aux_heads.enabled")
+# checkpoints of other code that `load` converts: (name, recognise(obj) -> bool, convert(obj, cfg, task) -> payload)
+_CONVERTERS: list[tuple] = []
+
+
+def _migrate_1(payload: dict) -> None:
+    """Version 1 -> 2 (in place): entries that version-1 files of earlier code may lack get the values that code
+    used: the trainer that wrote it (online: the only one then), not finished, no environment RNG state (not
+    restored), and the agent's own entries (`AgentRules.migrate`)."""
+    trainer = payload["trainer"]
+    trainer.setdefault("trainer", "online")
+    trainer.setdefault("finished", False)
+    trainer.setdefault("env", None)
+    agent = agent_rules_of(payload["config"].get("agent"))
+    if agent is not None and agent.migrate is not None:
+        agent.migrate(payload)
+
+
+# format version -> the function that brings a payload of that version to the next one
+MIGRATIONS = {1: _migrate_1}
+
+
+def migrate(payload: dict) -> dict:
+    """A payload of any earlier format version brought to FORMAT_VERSION (in place), one version at a time."""
+    while payload["format_version"] in MIGRATIONS and payload["format_version"] < FORMAT_VERSION:
+        MIGRATIONS[payload["format_version"]](payload)
+        payload["format_version"] += 1
+    return payload
+
+
+def register_converter(name: str, recognise, convert) -> None:
+    """`convert(obj, cfg, task)` turns a recognised foreign checkpoint into our payload for `cfg` (or, without
+    one, for `task`), raising ConfigError or CheckpointError when it cannot."""
+    if all(c[0] != name for c in _CONVERTERS):
+        _CONVERTERS.append((name, recognise, convert))
 
 
 class CheckpointError(RuntimeError):
@@ -165,28 +196,29 @@ def load(path: Path, cfg=None, map_location="cpu", task=None) -> dict:
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({type(e).__name__}: {e})") from None
-    from src.tdmpc2 import official
-    if official.is_official(payload):
-        if cfg is None and task is None:
-            raise CheckpointError(f"{path} is an official TD-MPC2 checkpoint, which records no task: give task=...")
-        from common.config import ConfigError
-        try:
-            payload = official.to_payload(payload, cfg if cfg is not None else
-                                          official.config_for(official.state_dict(payload), task))
-        except (ConfigError, CheckpointError) as e:
-            raise CheckpointError(f"official TD-MPC2 checkpoint {path}: {e}") from None
+    for name, recognise, convert in _CONVERTERS:
+        if recognise(payload):
+            if cfg is None and task is None:
+                raise CheckpointError(f"{path} is an {name} checkpoint, which records no task: give task=...")
+            try:
+                payload = convert(payload, cfg, task)
+            except (ConfigError, CheckpointError) as e:
+                raise CheckpointError(f"{name} checkpoint {path}: {e}") from None
+            break
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path} is not a checkpoint of this framework (no format_version)")
+    migrate(payload)
     if payload["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {payload['format_version']}; "
                               f"this code reads version {FORMAT_VERSION}")
     if cfg is not None:
         saved = OmegaConf.create(payload["config"])
-        pairs = {k: (OmegaConf.select(saved, k), OmegaConf.select(cfg, k)) for k in ARCHITECTURE_KEYS}
+        agent = agent_rules(cfg)
+        keys = ARCHITECTURE_KEYS + (agent.architecture_keys if agent is not None else ())
+        pairs = {k: (OmegaConf.select(saved, k), OmegaConf.select(cfg, k)) for k in keys}
         # the task list (its order gives the task ids) is the architecture: a task set's name equals its list
-        from envs.multitask import task_list
         pairs["task"] = tuple(None if v is None else task_list(v) for v in pairs["task"])
-        if not all(v is not None and len(v) > 1 for v in pairs["task"]):
+        if "task_dim" in pairs and not all(v is not None and len(v) > 1 for v in pairs["task"]):
             del pairs["task_dim"]  # one task has no task embedding
         diff = [f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in pairs.items()
                 if a is not None and b is not None and a != b]

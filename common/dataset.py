@@ -103,7 +103,7 @@ def export_run(run: Path, out: Path | None = None) -> tuple[Path, dict]:
         payload = checkpoint.load(ckpt)
     except checkpoint.CheckpointError as e:
         raise DatasetError(str(e)) from None
-    if payload["trainer"].get("trainer", "online") != "online":
+    if payload["trainer"]["trainer"] != "online":
         raise DatasetError(f"{ckpt} was written by the {payload['trainer']['trainer']} trainer, which has no "
                            "replay buffer of its own (its data are the datasets named in its config)")
     buffer_dir = checkpoint.buffer_path(ckpt, payload)

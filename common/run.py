@@ -39,10 +39,14 @@ def buffer_storage(cfg, spec) -> str:
     return "memmap" if gigabytes > cfg.buffer_memmap_gb else "memory"
 
 
+STEPS_PER_AGENT_STEP = 2  # stored steps per agent step at most: an episode stores its first step too
+BUFFER_HEADROOM = 1000  # stored steps beyond that
+
+
 def buffer_capacity(cfg, spec) -> int:
     """Steps to keep: the whole run (plus each episode's first step) unless buffer_size is smaller."""
     agent_steps = cfg.steps // spec.action_repeat
-    return int(min(cfg.buffer_size, 2 * agent_steps + 1000))
+    return int(min(cfg.buffer_size, STEPS_PER_AGENT_STEP * agent_steps + BUFFER_HEADROOM))
 
 
 LOCK = "run.lock"
@@ -192,7 +196,7 @@ def restore(path: Path, cfg, agent, trainer, buffer, logger, run_dir: Path, devi
     if payload.get("policy_only"):
         raise checkpoint.CheckpointError(f"{path} holds only a policy (a self-play snapshot), no optimiser or "
                                          "trainer state: use it with evaluate.py or as an opponent, not to train on")
-    written_by = payload["trainer"].get("trainer", "online")  # checkpoints before offline training: online
+    written_by = payload["trainer"]["trainer"]
     if written_by != trainer.name and cfg.resume:
         raise checkpoint.CheckpointError(
             f"{path} was written by the {written_by} trainer, not trainer={trainer.name}; to start "

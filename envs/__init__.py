@@ -7,44 +7,15 @@ name such as `mt3-cartpole`) give a padded multi-task env (envs/multitask.py).
 """
 import gymnasium as gym
 
+from common.config import register_rules
+from envs import rules
 from envs.spec import EnvSpec
+from envs.tasks import AUX_TARGET_KEYS, HOCKEY_TASKS, aux_targets_fn, task_kind  # noqa: F401  (their home)
 
-HOCKEY_TASKS = {  # task -> (default mode, default opponent)
-    "hockey": ("normal", "weak"),
-    "hockey-strong": ("normal", "strong"),
-    "hockey-shooting": ("shooting", "none"),
-    "hockey-defense": ("defense", "none"),
-}
-# per-step auxiliary-task targets a task may provide (`aux_heads.*`), stored in replay beside each observation
-AUX_TARGET_KEYS = ("aux_goal", "aux_puck_goal_dist", "aux_shot_quality")
+DMC_ACTION_REPEAT = 2  # action_repeat=auto on DeepMind Control (TD-MPC2's and DreamerV3's setting); else 1
 
-
-def aux_targets_fn(task: str):
-    """The task's auxiliary-target function `(obs (T+1, ...), final_info, goal_horizon) -> {key: (T+1, 1)}`
-    for one finished episode, or None when the task provides no targets (only the hockey tasks do)."""
-    if isinstance(task, str) and task in HOCKEY_TASKS:  # a list of tasks (multi-task) never is a hockey task
-        from envs.hockey.aux_targets import aux_targets
-        return aux_targets
-    return None
-
-
-def task_kind(task: str) -> str:
-    """'dmc', 'gym' or 'hockey'; raises ValueError listing the available tasks for an unknown name."""
-    if task in HOCKEY_TASKS:
-        return "hockey"
-    if task.startswith("gym/"):
-        gym_id = task[len("gym/"):]
-        if gym_id not in gym.registry:
-            close = sorted(k for k in gym.registry if gym_id.split("-")[0].lower() in k.lower())[:10]
-            raise ValueError(f"task={task!r}: {gym_id!r} is not a registered Gymnasium id"
-                             + (f" (similar: {', '.join(close)})" if close else ""))
-        return "gym"
-    from envs.dmcontrol import dmc_tasks
-    if task in dmc_tasks():
-        return "dmc"
-    raise ValueError(f"task={task!r} is not a known task. Available: DeepMind Control {', '.join(dmc_tasks())}; "
-                     f"Gymnasium ids as gym/<id> (e.g. gym/Pendulum-v1, gym/CartPole-v1); "
-                     f"hockey tasks {', '.join(HOCKEY_TASKS)}")
+register_rules(rules.task_rules)
+register_rules(rules.selfplay_rules)
 
 
 def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
@@ -78,12 +49,24 @@ def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
     return env, kind
 
 
-def opponent_pool(env):
+def _opponent_pool(env):
     """The self-play OpponentPool (hockey.opponent=selfplay) of an env from make_env, else None."""
     from envs.hockey.selfplay import OpponentPool
     task = getattr(getattr(env, "env", None), "unwrapped", None)  # TorchEnv -> wrappers -> HockeyTask
     policy = getattr(task, "opponent_policy", None)
     return policy if isinstance(policy, OpponentPool) else None
+
+
+def task_hooks(cfg, env, spec, run_dir):
+    """The task's training hooks (envs/hooks.py) for an env from make_env."""
+    from envs.hooks import TaskHooks
+    if spec.multitask:
+        from envs.multitask import MultitaskHooks
+        return MultitaskHooks(env, len(spec.tasks))
+    if task_kind(spec.task) == "hockey":
+        from envs.hockey.hooks import HockeyHooks
+        return HockeyHooks(cfg, spec, run_dir, _opponent_pool(env))
+    return TaskHooks()
 
 
 def make_env(cfg, seed: int | None = None):
@@ -112,7 +95,7 @@ def _make_task_env(cfg, task: str, seed: int):
 
 
 def _action_repeat(cfg, kind: str) -> int:
-    return cfg.action_repeat if cfg.action_repeat != "auto" else (2 if kind == "dmc" else 1)
+    return cfg.action_repeat if cfg.action_repeat != "auto" else (DMC_ACTION_REPEAT if kind == "dmc" else 1)
 
 
 def make_vector_env(cfg, num_envs: int, seed: int) -> gym.vector.SyncVectorEnv:

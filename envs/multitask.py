@@ -7,45 +7,14 @@ round-robin order (task 0, 1, ..., n-1, 0, ...): every task gets the same share 
 reproducible without an RNG (the online trainer restores the position on resume: episode k plays task k mod n).
 `reset(task=i)` plays task i without moving the rotation (evaluation). `task_id` is the current task.
 
-Task sets are named lists of tasks, defined once here: `task=mt3-cartpole` is the same as
+Task sets are named lists of tasks, defined once in common/tasks.py: `task=mt3-cartpole` is the same as
 `task=[cartpole-balance,cartpole-swingup,pendulum-swingup]`.
 """
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 
-TASK_SETS = {
-    # one body and a related pendulum; all 1-D actions, observations 5 and 3
-    "mt3-cartpole": ("cartpole-balance", "cartpole-swingup", "pendulum-swingup"),
-    # planar reaching and spinning with 2-D actions; observations 6, 6, 4 and 9
-    "mt4-reach": ("reacher-easy", "reacher-hard", "point-mass-easy", "finger-spin"),
-    # legged locomotion; observations 24, 24, 17, 15 and actions 6, 6, 6, 4 (hopper's are padded)
-    "mt4-locomotion": ("walker-stand", "walker-walk", "cheetah-run", "hopper-stand"),
-}
-
-
-def task_list(task) -> list[str]:
-    """The tasks a `task` config value names: a task set's members, a list's entries, or the one task."""
-    if isinstance(task, str):
-        return list(TASK_SETS.get(task, (task,)))
-    return [str(t) for t in task]
-
-
-def is_multitask(task) -> bool:
-    """True when `task` is a list or a task-set name (also a list of fewer than two tasks: the config check
-    reports that)."""
-    if isinstance(task, str):
-        return task in TASK_SETS
-    return isinstance(task, Sequence)
-
-
-def task_label(task) -> str:
-    """A readable, path-safe name for a `task` value (run directories, results, messages): the task itself,
-    a task set's name, or a list's names joined by '+' with '/' replaced by '-' (gym/Pendulum-v1 -> gym-Pendulum-v1)."""
-    if isinstance(task, str):
-        return task
-    return "+".join(str(t).replace("/", "-") for t in task)
+from common.tasks import TASK_SETS, is_multitask, task_label, task_list  # noqa: F401  (the names' home)
+from envs.hooks import TaskHooks
 
 
 class MultitaskEnv:
@@ -94,3 +63,13 @@ class MultitaskEnv:
     def close(self):
         for env in self.envs:
             env.close()
+
+
+class MultitaskHooks(TaskHooks):
+    """On resume, the round-robin rotation continues where it was: training episode k plays task k mod n."""
+
+    def __init__(self, env, num_tasks: int):
+        self.env, self.num_tasks = env, num_tasks
+
+    def load_state_dict(self, trainer_state: dict) -> None:
+        self.env.next_task = trainer_state["episode"] % self.num_tasks

@@ -7,13 +7,13 @@ from omegaconf import OmegaConf
 
 from common import checkpoint
 from envs.spec import EnvSpec
+from src.base import make_agent
 
 
 def load_agent(path: str | Path, device: torch.device | str = "cpu", precision: str | None = None, task=None):
     """(agent, config, spec) rebuilt from a checkpoint file, with the weights needed to act. `precision`
     overrides the saved one (weights are fp32 whatever precision wrote them; checkpoints from before the key
     computed in fp32). `task`: the task of an official TD-MPC2 checkpoint (which records none); ignored for ours."""
-    from src import make_agent
     payload = checkpoint.load(path, map_location=device, task=task)
     cfg = OmegaConf.merge({"precision": "fp32"}, payload["config"], {"precision": precision} if precision else {})
     spec = EnvSpec(**{k: tuple(v) if k == "obs_shape" else v for k, v in payload["spec"].items()})

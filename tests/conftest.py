@@ -10,6 +10,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 import torch  # noqa: E402
 
 import common.config  # noqa: E402  (registers the preset resolver before any compose)
+import src  # noqa: E402,F401  (registers the agents and their config rules)
 from common.memory import keep_freed_memory  # noqa: E402
 
 keep_freed_memory()  # the allocator setting train.py uses: the tests' eager ops cost less

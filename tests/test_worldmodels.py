@@ -174,7 +174,7 @@ def test_config_errors(overrides, message):
 
 
 def test_worldmodels_needs_onpolicy_trainer():
-    with pytest.raises(ConfigError, match="trainer='online': agent=worldmodels learns on-policy"):
+    with pytest.raises(ConfigError, match="trainer=.online.: agent=worldmodels trains with trainer=onpolicy"):
         compose(["agent=worldmodels", "task=gym/CartPole-v1"])
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 from common import checkpoint
+from common.logger import write_reference_csv
+from trainer.evaluation import per_task, run_episodes
 
 
 class BaseTrainer:
@@ -29,6 +31,17 @@ class BaseTrainer:
         self.finished = False  # the final evaluation and checkpoint are done: resuming has nothing to do
         self.guard = NonFiniteGuard(agent, cfg.on_nonfinite, self.run_dir)
 
+    @staticmethod
+    def make_buffer(cfg, spec, agent, run_dir: Path, device):
+        """The replay the trainer learns from, built before the trainer (resuming fills it); None: no replay."""
+        return None
+
+    def finish_run(self, results_csv: Path) -> str:
+        """After training: write the evaluation curve in the reference format (`step,reward,seed`, steps in
+        frames) to `results_csv`; returns the closing message."""
+        write_reference_csv(self.logger.csv("eval").rows(), results_csv, self.cfg.seed)
+        return f"Done: {self.step} steps. Run directory {self.run_dir}; eval curve {results_csv}"
+
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
         raise NotImplementedError
@@ -48,18 +61,38 @@ class BaseTrainer:
         checkpoint.save(self.ckpt_path, self.cfg, self.spec, self.agent, state, self.checkpoint_buffer())
 
     def load_common_state(self, state: dict) -> None:
-        """What `save_checkpoint` adds to every trainer's state (absent from checkpoints of earlier code)."""
+        """What `save_checkpoint` adds to every trainer's state. Loaded files always have it (older ones get it
+        from common/checkpoint.py's migration); a state straight from `state()`, never saved, has not."""
         self.finished = state.get("finished", False) and self.step >= self.cfg.steps
         if state.get("env") is not None:
             self.env.set_rng_state(state["env"])
 
-    def _finish(self, start: float) -> dict | None:
+    # ------------------------------------------------------------------ the schedule every trainer runs
+    def _evaluate_if_due(self, start: float, progress) -> bool:
+        """An evaluation (eval.csv row) when the step has reached the next multiple of `eval_freq` since 0."""
+        if self.step < self._next_eval:
+            return False
+        progress.eval_return = self._log_eval(start)["episode_reward"]
+        self._next_eval += self.cfg.eval_freq
+        return True
+
+    def _checkpoint_if_due(self, start: float) -> None:
+        """A checkpoint when the step has reached the next multiple of `checkpoint_freq`; `start` is the run's
+        (resumed) start time, for the wall time it records."""
+        if self.step >= self._next_ckpt:
+            self._elapsed = time.time() - start
+            self.save_checkpoint()
+            self._next_ckpt += self.cfg.checkpoint_freq
+
+    def _finish(self, start: float, progress=None) -> dict | None:
         """The final evaluation and checkpoint, once: a finished run resumed with the same `steps` does nothing."""
         if self.finished:
             Progress.write(f"The run already finished at step {self.step}: nothing to do (give a larger steps= "
                            "to extend it)")
             return None
         row = self._log_eval(start)
+        if progress is not None:
+            progress.eval_return = row["episode_reward"]
         while self._next_eval <= self.step:  # extending the run later must not evaluate this step again
             self._next_eval += self.cfg.eval_freq
         self.finished = True
@@ -80,21 +113,17 @@ class BaseTrainer:
         mean over tasks (each task counts once, whatever its episode length)."""
         if not self.spec.multitask:
             return self._evaluate_episodes()
-        per_task = {name: self._evaluate_episodes(task) for task, name in enumerate(self.spec.tasks)}
-        row = {key: sum(r[key] for r in per_task.values()) / len(per_task)
+        tasks = per_task(self.spec, self._evaluate_episodes)
+        row = {key: sum(r[key] for r in tasks.values()) / len(tasks)
                for key in ("episode_reward", "episode_success", "episode_length")}
-        for name, r in per_task.items():
+        for name, r in tasks.items():
             row[f"episode_reward/{name}"], row[f"episode_reward_std/{name}"] = r["episode_reward"], \
                 r["episode_reward_std"]
         return row
 
     def _evaluate_episodes(self, task: int | None = None) -> dict:
-        returns, successes, lengths = [], [], []
-        for _ in range(self.cfg.eval_episodes):
-            ret, length, info = self._run_episode(eval_mode=True, task=task)
-            returns.append(ret)
-            lengths.append(length)
-            successes.append(info.get("success", 0.0))
+        returns, lengths, infos = run_episodes(self.env, self.agent, self.cfg.eval_episodes, task)
+        successes = [info.get("success", 0.0) for info in infos]
         t = torch.tensor(returns)
         return {"episode_reward": t.mean().item(), "episode_reward_std": t.std().item()
                 if len(t) > 1 else 0.0, "episode_success": sum(successes) / len(successes),
@@ -103,16 +132,6 @@ class BaseTrainer:
     def _task_kwargs(self) -> dict:
         """With several tasks, {'task': the env's current task id} for agent.act and the buffer; else {}."""
         return {"task": self.env.task_id} if self.spec.multitask else {}
-
-    def _run_episode(self, eval_mode: bool, task: int | None = None):
-        """One episode; `task` picks the task of a multi-task env (without moving its rotation)."""
-        obs = self.env.reset() if task is None else self.env.reset(task=task)
-        done, ret, t, info = False, 0.0, 0, {}
-        while not done:
-            action = self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, **self._task_kwargs())
-            obs, reward, done, info = self.env.step(action)
-            ret, t = ret + reward, t + 1
-        return ret, t, info
 
     def _log_eval(self, start: float) -> dict:
         """Evaluate and write an eval.csv row at the current step; `start` is the run's (resumed) start time."""

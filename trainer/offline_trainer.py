@@ -2,6 +2,8 @@
 import time
 from pathlib import Path
 
+from common.config import dataset_paths
+from common.dataset import load_buffer
 from trainer.base import BaseTrainer, Progress, peak_memory_mb
 
 
@@ -23,6 +25,19 @@ class OfflineTrainer(BaseTrainer):
     def updates(self) -> int:
         return self.step
 
+    @staticmethod
+    def make_buffer(cfg, spec, agent, run_dir: Path, device):
+        """The datasets, checked against each other and the env before anything trains (DatasetError)."""
+        buffer, summary = load_buffer(dataset_paths(cfg), spec, agent.seq_len, agent.batch_size, device,
+                                      **cfg.dataset_filter, scratch_dir=str(run_dir / "dataset_memmap"),
+                                      cross_episodes=agent.sequences_cross_episodes)
+        print(f"Offline data: {summary}")
+        return buffer
+
+    def finish_run(self, results_csv: Path) -> str:
+        """Its steps are updates: no curve in the reference format (environment steps)."""
+        return f"Done: {self.step} updates. Run directory {self.run_dir}"
+
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
         return {"step": self.step, "updates": self.step, "next_eval": self._next_eval,
@@ -42,9 +57,7 @@ class OfflineTrainer(BaseTrainer):
         sums, count, update_time = {}, 0, 0.0
         try:
             while self.step < cfg.steps:
-                if self.step >= self._next_eval:
-                    progress.eval_return = self._log_eval(start)["episode_reward"]
-                    self._next_eval += cfg.eval_freq
+                self._evaluate_if_due(start, progress)
                 self._multi_gamma_snapshot()
                 t0 = time.perf_counter()
                 metrics = self.guard.update(self.buffer.sample(), self.step + 1, self.step + 1)
@@ -66,13 +79,8 @@ class OfflineTrainer(BaseTrainer):
                     self.logger.log(row, self.step, "train")
                     sums, count, update_time = {}, 0, 0.0
                     self._next_log = (self.step // cfg.log_interval + 1) * cfg.log_interval
-                if self.step >= self._next_ckpt:
-                    self._elapsed = time.time() - start
-                    self.save_checkpoint()
-                    self._next_ckpt += cfg.checkpoint_freq
-            final = self._finish(start)
-            if final is not None:
-                progress.eval_return = final["episode_reward"]
+                self._checkpoint_if_due(start)
+            self._finish(start, progress)
         except KeyboardInterrupt:
             progress.close()
             self._checkpoint_on_interrupt(start, f"update {self.step}")

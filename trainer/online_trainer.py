@@ -1,15 +1,14 @@
 """Online training: random-action seeding, then act with the agent and update from replay."""
-import contextlib
 import time
-from collections import deque
 from pathlib import Path
 
 import torch
 
-from common import checkpoint
 from common.buffer import Buffer, episode_step
 from common.config import seed_steps
-from envs import aux_targets_fn, opponent_pool
+from common.dataset import export_buffer
+from common.run import buffer_capacity, buffer_storage
+from envs import task_hooks
 from trainer.base import BaseTrainer, Progress as _Progress, peak_memory_mb as _peak_memory_mb
 
 
@@ -30,32 +29,36 @@ class OnlineTrainer(BaseTrainer):
         self._pretrained = False
         self._next_eval, self._next_ckpt = 0, cfg.checkpoint_freq
         self._episode_start = 0
-        self._outcomes = deque(maxlen=100)  # per-episode results of two-player games (win/draw/loss)
-        # aux_heads: the task's per-step auxiliary targets, computed once per episode as it enters the buffer
-        self._aux_targets = aux_targets_fn(cfg.task) if cfg.aux_heads.enabled else None
-        # hockey.opponent=selfplay: the env's opponent pool, which the learner's snapshots join
-        self.pool = opponent_pool(env)
-        self._next_snapshot = 0
+        self.hooks = task_hooks(cfg, env, spec, run_dir)  # what the task adds (envs/hooks.py)
+
+    @staticmethod
+    def make_buffer(cfg, spec, agent, run_dir: Path, device) -> Buffer:
+        return Buffer(buffer_capacity(cfg, spec), agent.seq_len, agent.batch_size, buffer_storage(cfg, spec),
+                      scratch_dir=str(run_dir / "buffer_memmap"), device=device,
+                      cross_episodes=agent.sequences_cross_episodes)
+
+    def finish_run(self, results_csv: Path) -> str:
+        """save_dataset=true: the replay becomes an offline dataset in <run_dir>/dataset; then the curve."""
+        if self.cfg.save_dataset:
+            manifest = export_buffer(self.buffer, self.run_dir / "dataset", self.cfg, self.spec,
+                                     source={"run_dir": str(self.run_dir.resolve()), "step": self.step})
+            print(f"Dataset {self.run_dir / 'dataset'}: {manifest['num_episodes']} episodes, "
+                  f"{manifest['num_steps']} steps")
+        return super().finish_run(results_csv)
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
         return {"step": self.step, "episode": self.episode, "updates": self.updates,
                 "update_credit": self._update_credit, "pretrained": self._pretrained,
-                "next_eval": self._next_eval, "next_ckpt": self._next_ckpt,
-                "outcomes": list(self._outcomes), "elapsed": self._elapsed, "next_snapshot": self._next_snapshot,
-                "selfplay": self.pool.state_dict() if self.pool is not None else None}
+                "next_eval": self._next_eval, "next_ckpt": self._next_ckpt, "elapsed": self._elapsed,
+                **self.hooks.state_dict()}
 
     def load_state(self, state: dict) -> None:
         self.step, self.episode, self.updates = state["step"], state["episode"], state["updates"]
         self._update_credit, self._pretrained = state["update_credit"], state["pretrained"]
         self._next_eval, self._next_ckpt = state["next_eval"], state["next_ckpt"]
-        self._outcomes.extend(state["outcomes"])
         self._elapsed = state["elapsed"]
-        self._next_snapshot = state.get("next_snapshot", self.step)  # older checkpoints: snapshot now
-        if self.pool is not None and state.get("selfplay"):
-            self.pool.load_state_dict(state["selfplay"])
-        if self.spec.multitask:  # the round-robin task rotation: training episode k plays task k mod num_tasks
-            self.env.next_task = self.episode % len(self.spec.tasks)
+        self.hooks.load_state_dict(state)
         self.load_common_state(state)
 
     def checkpoint_buffer(self):
@@ -63,23 +66,18 @@ class OnlineTrainer(BaseTrainer):
 
     # ------------------------------------------------------------------ loop
     def evaluate(self) -> dict:
-        # self-play evaluates against the task's own BasicOpponent, as runs without a pool do
-        with self.pool.evaluating() if self.pool is not None else contextlib.nullcontext():
+        with self.hooks.evaluating():
             return {"episode": self.episode, **super().evaluate()}
 
     def train(self) -> None:
         cfg = self.cfg
         progress = _Progress(cfg.steps, self.step, enabled=cfg.logger.progress)
-        last_eval = None
         start = time.time() - self._elapsed
         try:
             while self.step < cfg.steps:
-                if self.step >= self._next_eval:
-                    last_eval = self._log_eval(start)
-                    progress.eval_return = last_eval["episode_reward"]
-                    self._next_eval += cfg.eval_freq
+                self._evaluate_if_due(start, progress)
                 self._multi_gamma_snapshot()
-                self._selfplay_snapshot()
+                self.hooks.before_episode(self.step, self.agent, {"step": self.step, "trainer": self.name})
                 t_episode = time.time()
                 steps_before = self.step
                 ret, length, info, metrics = self._collect_episode(progress)
@@ -89,15 +87,13 @@ class OnlineTrainer(BaseTrainer):
                 row = {"episode": self.episode, "episode_reward": ret, "episode_length": length,
                        "episode_success": info.get("success", 0.0), "fps": fps,
                        "elapsed_time": self._elapsed, "updates": self.updates, "peak_memory_mb": _peak_memory_mb(),
-                       **self._game_stats(info), **metrics,
+                       **self.hooks.episode_stats(info), **metrics,
                        **(self.agent.planner_stats() if hasattr(self.agent, "planner_stats") else {})}
                 if self.episode % cfg.logger.log_freq == 0:
                     self.logger.log(row, self.step, "train")
                 progress.episode_return = ret
-                if self.step >= self._next_ckpt:
-                    self.save_checkpoint()
-                    self._next_ckpt += cfg.checkpoint_freq
-            self._finish(start)
+                self._checkpoint_if_due(start)
+            self._finish(start, progress)
         except KeyboardInterrupt:
             progress.close()
             # the unfinished episode never reached the buffer: count from its start again
@@ -131,8 +127,7 @@ class OnlineTrainer(BaseTrainer):
                     for k, v in metrics.items():
                         sums[k] = sums.get(k, 0.0) + v
         episode = torch.stack(steps)
-        if self._aux_targets is not None:
-            episode.update(self._aux_targets(episode["obs"], info, self.cfg.aux_heads.goal_horizon))
+        self.hooks.annotate(episode, info)
         if self.guard.check_episode(episode, self.step):
             self.buffer.add(episode)
         self._episode_start = self.step  # nothing unfinished to drop if interrupted from here on
@@ -156,34 +151,3 @@ class OnlineTrainer(BaseTrainer):
             metrics = self.guard.update(self.buffer.sample(), self.updates, self.step)
             if metrics is not None:  # None: on_nonfinite=skip dropped it
                 yield {**metrics, "update_ms": torch.tensor(1e3 * (time.perf_counter() - start))}
-
-    def _game_stats(self, info: dict) -> dict:
-        """Win/draw/loss rates over the last 100 games for two-player tasks (info carries `winner`)."""
-        if "winner" not in info:
-            return {}
-        self._outcomes.append(int(info["winner"]))
-        n = len(self._outcomes)
-        stats = {"win_rate": sum(o == 1 for o in self._outcomes) / n,
-                 "draw_rate": sum(o == 0 for o in self._outcomes) / n,
-                 "loss_rate": sum(o == -1 for o in self._outcomes) / n}
-        for key in ("goals_for", "goals_against"):
-            if key in info:
-                stats[key] = info[key]
-        if self.pool is not None:  # the game's opponent: per-opponent win rates, PFSP scores
-            self.pool.record(int(info["winner"]))
-            stats.update(self.pool.stats())
-        return stats
-
-    def _selfplay_snapshot(self) -> None:
-        """Self-play: every `selfplay.snapshot_every` steps (the first at step 0, so the pool is never empty)
-        the learner's policy goes to `selfplay/step_<N>.pt` and joins the opponent pool."""
-        if self.pool is None or self.cfg.selfplay.snapshot_every == 0 or self.step < self._next_snapshot:
-            return
-        every = self.cfg.selfplay.snapshot_every
-        path = self.run_dir / "selfplay" / f"step_{self.step}.pt"
-        checkpoint.save(path, self.cfg, self.spec, self.agent, {"step": self.step, "trainer": self.name},
-                        policy_only=True)
-        dropped = self.pool.add(path, self.step)
-        self._next_snapshot = (self.step // every + 1) * every  # snapshots come at episode ends: next multiple
-        _Progress.write(f"Self-play snapshot {path.name}: pool of {len(self.pool.members)}"
-                        + "".join(f", dropped {Path(m.path).name}" for m in dropped))

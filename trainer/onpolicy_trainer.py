@@ -102,9 +102,7 @@ class OnPolicyTrainer(BaseTrainer):
         sums, count, finished, frames, t_row = {}, 0, [], 0, time.time()
         try:
             while self.step < cfg.steps:
-                if self.step >= self._next_eval:
-                    progress.eval_return = self._log_eval(start)["episode_reward"]
-                    self._next_eval += cfg.eval_freq
+                if self._evaluate_if_due(start, progress):
                     t_row, frames = time.time(), 0  # evaluation time is not training speed
                 rollout, ended = self.rollout(progress)
                 t0 = time.perf_counter()
@@ -131,12 +129,8 @@ class OnPolicyTrainer(BaseTrainer):
                         row["episode_length"] = sum(n for _, n in finished) / len(finished)
                     self.logger.log(row, self.step, "train")
                     sums, count, finished, frames, t_row = {}, 0, [], 0, time.time()
-                if self.step >= self._next_ckpt:
-                    self._elapsed = time.time() - start
-                    self.save_checkpoint()
-                    self._next_ckpt += cfg.checkpoint_freq
-            progress.eval_return = self._log_eval(start)["episode_reward"]
-            self.save_checkpoint()
+                self._checkpoint_if_due(start)
+            self._finish(start, progress)
         except KeyboardInterrupt:
             progress.close()
             self._checkpoint_on_interrupt(start, f"step {self.step} (the unfinished rollout is dropped)")

@@ -26,7 +26,7 @@ point mirror), so the goal the learner attacks is always at +x. Positions are re
 """
 import torch
 
-from envs import AUX_TARGET_KEYS
+from envs.tasks import AUX_TARGET_KEYS
 
 __all__ = ["GOAL_LINE_X", "GOAL_HALF_HEIGHT", "MAX_PUCK_SPEED", "WALL_Y", "aux_targets",
            "puck_goal_distance", "shot_quality"]

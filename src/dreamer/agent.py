@@ -2,6 +2,8 @@
 import torch
 import torch.nn.functional as F
 
+from common.config import primary_discount
+from common.optim import optimiser_step
 from common.precision import in_precision, resolve
 from src.dreamer.behavior import Behavior
 from src.dreamer.rssm import WorldModel, activation, kl_loss
@@ -19,7 +21,7 @@ class Dreamer:
 
     def __init__(self, cfg, spec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
-        self.discount = float(cfg.discount) if cfg.discount != "auto" else float(cfg.default_discount)
+        self.discount = primary_discount(cfg, spec)
         shapes = spec.obs_shape
         self.obs_shapes = {k: tuple(v) for k, v in shapes.items()} if isinstance(shapes, dict) else {"obs": tuple(shapes)}
         self.wm = WorldModel(cfg, self.obs_shapes, spec.action_dim).to(self.device)
@@ -116,10 +118,7 @@ class Dreamer:
         b.train()
 
         loss, metrics, (deter, stoch) = self._wm_fn(obs, action, reward, cont, is_first, aux_targets)
-        loss.backward()
-        metrics["model_grad_norm"] = torch.nn.utils.clip_grad_norm_(wm.parameters(), cfg.model_grad_clip)
-        self.model_opt.step()
-        self.model_opt.zero_grad(set_to_none=True)  # no gradient outlives its step
+        metrics["model_grad_norm"] = optimiser_step(self.model_opt, loss, wm.parameters(), cfg.model_grad_clip)
 
         start = (deter.flatten(0, 1), stoch.flatten(0, 1))  # every posterior state starts an imagined rollout
         start_cont = cont.flatten(0, 1)
@@ -127,16 +126,12 @@ class Dreamer:
         b.critic.requires_grad_(False)
         try:
             actor_loss, (feat, returns, weight), actor_metrics = self._actor_fn(start, start_cont, self._aux_decay())
-            actor_loss.backward()
-            metrics["actor_grad_norm"] = torch.nn.utils.clip_grad_norm_(b.actor.parameters(), cfg.actor_grad_clip)
-            self.actor_opt.step()
-            self.actor_opt.zero_grad(set_to_none=True)
+            metrics["actor_grad_norm"] = optimiser_step(self.actor_opt, actor_loss, b.actor.parameters(),
+                                                        cfg.actor_grad_clip)
             b.critic.requires_grad_(True)
             critic_loss, critic_metrics = self._critic_fn(feat, returns, weight)
-            critic_loss.backward()
-            metrics["critic_grad_norm"] = torch.nn.utils.clip_grad_norm_(b.critic.parameters(), cfg.critic_grad_clip)
-            self.critic_opt.step()
-            self.critic_opt.zero_grad(set_to_none=True)
+            metrics["critic_grad_norm"] = optimiser_step(self.critic_opt, critic_loss, b.critic.parameters(),
+                                                         cfg.critic_grad_clip)
         finally:
             wm.requires_grad_(True)
             b.critic.requires_grad_(True)
@@ -158,7 +153,7 @@ class Dreamer:
         self.model_opt.load_state_dict(state["model_opt"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
-        self.updates = state.get("updates", 0)  # checkpoints before the counter existed: 0
+        self.updates = state["updates"]
         self._state = None
 
     def policy_state(self) -> dict:

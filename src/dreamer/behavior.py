@@ -17,6 +17,10 @@ from common.scale import RunningScale
 from src.dreamer.rssm import gumbel_argmax
 from src.heads.aux_task import aux_reward
 
+MEAN_LIMIT = 5.0  # the Gaussian actor's pre-squash mean is soft-clipped to (-5, 5) (DreamerV3)
+STD_SHIFT = 2.0  # std = min + (max - min) * sigmoid(raw + 2): a fresh actor starts near its largest std
+BATCH_STD_FLOOR = 1e-8  # advantage_norm=batch: the smallest advantage std divided by
+
 
 def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,
                    lam: float) -> torch.Tensor:
@@ -55,8 +59,8 @@ class Actor(nn.Module):
                 probs = (1 - self.unimix) * probs + self.unimix / self.action_dim
             return probs, None
         mean, std = out.chunk(2, -1)
-        mean = 5 * torch.tanh(mean / 5)
-        std = (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std
+        mean = MEAN_LIMIT * torch.tanh(mean / MEAN_LIMIT)
+        std = (self.max_std - self.min_std) * torch.sigmoid(std + STD_SHIFT) + self.min_std
         return mean, std
 
     def forward(self, feat, deterministic: bool = False):
@@ -187,7 +191,7 @@ class Behavior(nn.Module):
             self.retnorm.update(returns)
         adv = (returns - value[:-1]).detach()
         if cfg.advantage_norm == "batch":  # standardised over the batch; its std also scales the returns
-            scale = adv.std().clamp(min=1e-8)
+            scale = adv.std().clamp(min=BATCH_STD_FLOOR)
             adv = (adv - adv.mean()) / scale
         else:  # retnorm: DreamerV3's return scale (floored at 1); none: unscaled
             scale = self.retnorm.value if cfg.advantage_norm == "retnorm" else torch.ones_like(self.retnorm.value)

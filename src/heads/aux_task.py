@@ -15,10 +15,11 @@ Dreamer's behaviour learning reads them again, without gradient, on imagined fea
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from common.config import Rules, agent_rules, agents_with, is_int
 from common.layers import mlp
-from envs import AUX_TARGET_KEYS
+from envs.tasks import AUX_TARGET_KEYS, HOCKEY_TASKS, aux_targets_fn
 
 DIST_FORMS = ("inverse", "pbrs")
 
@@ -95,3 +96,38 @@ def aux_reward(pred: dict[str, torch.Tensor], goal_scale: float, dist_scale: flo
     terms = {"goal": goal_scale * pred["goal_prob"][scored], "dist": dist_scale * dist_term,
              "shot": shot_scale * pred["shot_quality"][scored]}
     return terms["goal"] + terms["dist"] + terms["shot"], terms
+
+
+# ------------------------------------------------------------------ config rules (common/config.py)
+def config_rules(r: Rules):
+    """aux_heads.* (any agent, tasks that provide targets) and aux_rewards.* (agents that declare them)."""
+    cfg = r.cfg
+    heads, rewards = cfg.aux_heads, cfg.aux_rewards
+    r.check(isinstance(heads.enabled, bool), "aux_heads.enabled", "must be true or false")
+    r.positive_int("aux_heads.goal_horizon")
+    r.check(isinstance(heads.weights, DictConfig) and set(heads.weights) == {"goal", "dist", "shot"},
+            "aux_heads.weights", "must have exactly the keys goal, dist, shot")
+    for key in ("goal", "dist", "shot"):
+        if key in heads.weights:
+            r.number(f"aux_heads.weights.{key}", 0)
+    if heads.enabled is True:
+        r.check(aux_targets_fn(cfg.task) is not None, "aux_heads.enabled",
+                f"task={cfg.task} provides no auxiliary targets; the hockey tasks do ({', '.join(HOCKEY_TASKS)})")
+    r.check(isinstance(rewards.enabled, bool), "aux_rewards.enabled", "must be true or false")
+    for key in ("goal_scale", "dist_scale", "shot_scale"):
+        r.number(f"aux_rewards.{key}", 0)
+    r.choice("aux_rewards.dist_form", ("inverse", "pbrs"))
+    r.choice("aux_rewards.scored_state", ("next", "current"))
+    r.check(rewards.scored_state != "current" or rewards.dist_form != "pbrs", "aux_rewards.scored_state",
+            "current needs dist_form=inverse (pbrs scores the transition: gamma * phi(s') - phi(s))")
+    r.check(is_int(rewards.decay_steps), "aux_rewards.decay_steps",
+            "must be a non-negative integer (updates; 0 = no decay)")
+    if rewards.enabled is not True:
+        return
+    r.check(heads.enabled is True, "aux_rewards.enabled", "needs aux_heads.enabled=true (the rewards come from "
+                                                          "the auxiliary heads)")
+    agent = agent_rules(cfg)
+    r.check(agent is not None and "aux_rewards" in agent.heads, "aux_rewards.enabled",
+            "auxiliary rewards shape Dreamer's imagined returns; "
+            f"agent={cfg.agent} has none (use aux_heads alone; agents with them: "
+            f"{agents_with(lambda a: 'aux_rewards' in a.heads)})")

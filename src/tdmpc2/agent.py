@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from common import math
 from common.config import discounts, task_discounts
+from common.optim import optimiser_step
 from common.precision import in_precision, resolve
 from common.scale import RunningScale
 from src.heads.aux_task import replayed_targets
@@ -35,9 +36,13 @@ class TDMPC2:
         self.model = WorldModel(cfg, spec, self.discounts).to(device)
         self.precision = resolve(cfg.precision, device)  # fp32 | bf16 | bf16_emulated (common/precision.py)
         m = self.model
-        world_params = [p for mod in (m.dynamics, m.reward_head, m.termination_head, m.q_ensemble,
-                                      m.multi_gamma_head, m.aux_heads, m.task_emb)
-                        if mod is not None for p in mod.parameters()]
+        # from the model's parameters, so a head added to the model is trained without being listed here: the
+        # encoder (its own lr), the policy prior (its own optimiser), every other trainable one. The task
+        # embedding goes last, where the list of modules that preceded this had it: the Adam states of earlier
+        # checkpoints are stored in this order.
+        own = {id(p) for p in (*m.encoder.parameters(), *m.policy_prior.parameters())}
+        world = [(name, p) for name, p in m.named_parameters() if p.requires_grad and id(p) not in own]
+        world_params = [p for name, p in sorted(world, key=lambda item: item[0].startswith("task_emb."))]
         self.optim = torch.optim.Adam([
             {"params": m.encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
             {"params": world_params}], lr=cfg.lr)
@@ -196,10 +201,7 @@ class TDMPC2:
             total = total + aux_loss
             metrics.update(aux_metrics, aux_loss=aux_loss)
 
-        total.backward()
-        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm)
-        self.optim.step()
-        self.optim.zero_grad(set_to_none=True)
+        metrics["grad_norm"] = optimiser_step(self.optim, total, m.parameters(), cfg.grad_clip_norm)
 
         metrics["pi_loss"], metrics["pi_entropy"] = self._update_pi(zs.detach(), task)
         m.update_target_q(cfg.tau)
@@ -284,10 +286,7 @@ class TDMPC2:
         entropy = info[{"scaled": "scaled_entropy", "squashed": "entropy", "scaled_tanh": "scaled_tanh_entropy"}[
             self.cfg.entropy]]
         pi_loss = (-(self.cfg.entropy_coef * entropy + q).mean((1, 2)) * rho).mean()
-        pi_loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.policy_prior.parameters(), self.cfg.grad_clip_norm)
-        self.pi_optim.step()
-        self.pi_optim.zero_grad(set_to_none=True)
+        optimiser_step(self.pi_optim, pi_loss, self.model.policy_prior.parameters(), self.cfg.grad_clip_norm)
         return pi_loss.detach(), info["entropy"].mean().detach()
 
     # ------------------------------------------------------------------ state
@@ -300,14 +299,14 @@ class TDMPC2:
 
     def _check_tasks(self, state: dict) -> None:
         """Task ids index the task embedding: a state of another task list (or order) must not load."""
-        saved = state.get("tasks", list(self.spec.tasks))  # older checkpoints: single-task
+        saved = state["tasks"]
         if (len(saved) > 1 or self.spec.multitask) and saved != list(self.spec.tasks):
             raise ValueError(f"checkpoint was trained on tasks {saved} but this agent has tasks "
                              f"{list(self.spec.tasks)} (the task list and its order belong to the architecture)")
 
     def load_state_dict(self, state: dict) -> None:
         self._check_tasks(state)
-        saved = state.get("multi_gamma") or {"discounts": [], "head": None}  # older checkpoints: no heads
+        saved = state["multi_gamma"]
         mine = self.state_dict()["multi_gamma"]
         if [round(g, 9) for g in saved["discounts"]] != [round(g, 9) for g in mine["discounts"]]:
             raise ValueError(f"checkpoint has multi_gamma auxiliary discounts {saved['discounts'] or 'none'} "

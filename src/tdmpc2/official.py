@@ -19,7 +19,10 @@ import torch
 from omegaconf import OmegaConf
 
 from common.checkpoint import FORMAT_VERSION, CheckpointError, rng_state
-from common.config import ConfigError
+from common.config import ConfigError, validate, validate_for_env
+from common.tasks import task_list
+from envs import make_env
+from src.base import make_agent
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # official module prefix -> ours, for the networks whose layout is the same (nn.Sequential of NormedLinear)
@@ -137,7 +140,6 @@ def configure(cfg, state: dict) -> Architecture:
     """Set the architecture keys of the (not yet validated) `cfg` from the official weights: `model_size` when the
     sizes are a preset's, else the size keys themselves (and `model_size: null`); `num_bins`, `episodic` (a
     termination head), `task_dim`, `log_std_min/max`. The task list must have as many tasks as the embedding."""
-    from envs.multitask import task_list
     arch = infer(state)
     tasks = task_list(cfg.task)
     if cfg.agent != "tdmpc2":
@@ -181,7 +183,6 @@ def compose(overrides=()):
 
 def config_for(state: dict, task=None, overrides=()):
     """The validated config for converting `state`: ours with `overrides`, `task` and the checkpoint's sizes."""
-    from common.config import validate
     cfg = compose(overrides)
     if task is not None:
         cfg.task = task
@@ -257,9 +258,6 @@ def to_payload(obj, cfg) -> dict:
     """A checkpoint payload in our format (common/checkpoint.py) for the official checkpoint `obj`, built for the
     validated `cfg`: the agent holds the official weights and fresh optimisers and scale; it counts as written by
     the 'official' trainer at step 0, so train.py takes the agent only (counters, replay and metrics start fresh)."""
-    from common.config import validate_for_env
-    from envs import make_env
-    from src import make_agent
     state = state_dict(obj)
     arch = infer(state)
     env, spec = make_env(cfg)
@@ -277,6 +275,12 @@ def to_payload(obj, cfg) -> dict:
             "spec": dataclasses.asdict(spec), "agent": agent.state_dict(), "policy_only": False,
             "trainer": {"step": 0, "trainer": "official"}, "rng": rng_state(), "buffer_dir": None,
             "buffer_state": None}
+
+
+def convert(obj, cfg, task) -> dict:
+    """The converter common/checkpoint.py calls (registered in src/__init__.py): our payload for `cfg`, or
+    without one for `task` with the default config and the sizes the weights have."""
+    return to_payload(obj, cfg if cfg is not None else config_for(state_dict(obj), task))
 
 
 def main(argv=None) -> None:

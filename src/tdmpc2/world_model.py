@@ -8,6 +8,7 @@ from common import math
 from common.init import weight_init, zero_
 from common.layers import EnsembleMLP, Mish, SimNorm, conv_encoder, mlp
 from src.heads.aux_task import AuxTaskHeads, aux_heads_enabled
+from src.heads.multi_gamma import MultiGammaHead
 
 
 class WorldModel(nn.Module):
@@ -46,7 +47,6 @@ class WorldModel(nn.Module):
         self.q_ensemble = EnsembleMLP(cfg.num_q, z_dim + action_dim, 2 * [mlp_dim], cfg.num_bins, cfg.dropout)
         self.multi_gamma_head = None
         if len(discounts) > 1:
-            from src.heads.multi_gamma import MultiGammaHead
             # it reads the Q ensemble's last hidden layer (Q_features), as wide as mlp_dim
             self.multi_gamma_head = MultiGammaHead(mlp_dim, len(discounts) - 1, cfg.num_bins, cfg.multi_gamma.head)
         self.aux_heads = None  # auxiliary task heads (aux_heads.*) on the latent, trained with the model loss

@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 
+from common.config import primary_discount
 from common.precision import in_precision, resolve
 from src.worldmodels.controller import CANDIDATE_STD, Controller, planned_returns
 from src.worldmodels.memory import Memory
@@ -37,7 +38,7 @@ class WorldModels:
 
     def __init__(self, cfg, spec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
-        self.discount = float(cfg.discount) if cfg.discount != "auto" else float(cfg.default_discount)
+        self.discount = primary_discount(cfg, spec)
         self.phase = cfg.phase
         conv = len(spec.obs_shape) == 3 if cfg.encoder == "auto" else cfg.encoder == "conv"
         self.vision = Vision(cfg, spec.obs_shape, conv).to(self.device)

@@ -1,0 +1,69 @@
+"""The hockey tasks' training hooks (envs/hooks.py): auxiliary targets, game results, the self-play pool."""
+from collections import deque
+from pathlib import Path
+
+from tqdm import tqdm
+
+from common import checkpoint
+from envs.hockey.aux_targets import aux_targets
+from envs.hooks import TaskHooks
+
+RECENT_GAMES = 100  # win/draw/loss rates in train.csv are over this many last games
+
+
+class HockeyHooks(TaskHooks):
+    """`pool`: the self-play OpponentPool the env plays (hockey.opponent=selfplay), else None."""
+
+    def __init__(self, cfg, spec, run_dir: Path, pool=None):
+        self.cfg, self.spec, self.run_dir, self.pool = cfg, spec, Path(run_dir), pool
+        self.outcomes = deque(maxlen=RECENT_GAMES)  # per-game results: 1 win, 0 draw, -1 loss
+        self.next_snapshot = 0
+
+    def annotate(self, episode, final_info: dict) -> None:
+        """aux_heads: the per-step auxiliary targets, computed once per episode as it enters replay."""
+        if self.cfg.aux_heads.enabled:
+            episode.update(aux_targets(episode["obs"], final_info, self.cfg.aux_heads.goal_horizon))
+
+    def episode_stats(self, final_info: dict) -> dict:
+        """Win/draw/loss rates over the last games, the goals, and the self-play pool's statistics."""
+        if "winner" not in final_info:
+            return {}
+        self.outcomes.append(int(final_info["winner"]))
+        n = len(self.outcomes)
+        stats = {"win_rate": sum(o == 1 for o in self.outcomes) / n,
+                 "draw_rate": sum(o == 0 for o in self.outcomes) / n,
+                 "loss_rate": sum(o == -1 for o in self.outcomes) / n}
+        for key in ("goals_for", "goals_against"):
+            if key in final_info:
+                stats[key] = final_info[key]
+        if self.pool is not None:  # the game's opponent: per-opponent win rates, PFSP scores
+            self.pool.record(int(final_info["winner"]))
+            stats.update(self.pool.stats())
+        return stats
+
+    def evaluating(self):
+        """Self-play evaluates against the task's own BasicOpponent, as runs without a pool do."""
+        return self.pool.evaluating() if self.pool is not None else super().evaluating()
+
+    def before_episode(self, step: int, agent, counters: dict) -> None:
+        """Self-play: every `selfplay.snapshot_every` steps (the first at step 0, so the pool is never empty)
+        the learner's policy goes to `selfplay/step_<N>.pt` and joins the opponent pool."""
+        every = self.cfg.selfplay.snapshot_every
+        if self.pool is None or every == 0 or step < self.next_snapshot:
+            return
+        path = self.run_dir / "selfplay" / f"step_{step}.pt"
+        checkpoint.save(path, self.cfg, self.spec, agent, counters, policy_only=True)
+        dropped = self.pool.add(path, step)
+        self.next_snapshot = (step // every + 1) * every  # snapshots come at episode ends: the next multiple
+        tqdm.write(f"Self-play snapshot {path.name}: pool of {len(self.pool.members)}"
+                   + "".join(f", dropped {Path(m.path).name}" for m in dropped))
+
+    def state_dict(self) -> dict:
+        return {"outcomes": list(self.outcomes), "next_snapshot": self.next_snapshot,
+                "selfplay": self.pool.state_dict() if self.pool is not None else None}
+
+    def load_state_dict(self, trainer_state: dict) -> None:
+        self.outcomes.extend(trainer_state.get("outcomes", []))
+        self.next_snapshot = trainer_state.get("next_snapshot", trainer_state["step"])  # older: snapshot now
+        if self.pool is not None and trainer_state.get("selfplay"):
+            self.pool.load_state_dict(trainer_state["selfplay"])

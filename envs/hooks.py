@@ -1,0 +1,35 @@
+"""What a task adds to online training, behind hooks the trainer calls without knowing what they do.
+
+`task_hooks(cfg, env, spec, run_dir)` (envs/__init__.py) gives the task's `TaskHooks`; the default does
+nothing, so tasks without extras need none. The hockey tasks' (envs/hockey/hooks.py) compute the auxiliary
+targets, count games and run the self-play pool.
+"""
+import contextlib
+
+from tensordict import TensorDict
+
+
+class TaskHooks:
+    """Called by the online trainer: `annotate` each finished episode before it enters replay,
+    `episode_stats` for its train.csv row, `evaluating()` around evaluation (the evaluation opponent),
+    `before_episode` ahead of each episode (the learner at that step), and `state_dict`/`load_state_dict`
+    for checkpoints (keys merged into the trainer's state, loaded from it)."""
+
+    def annotate(self, episode: TensorDict, final_info: dict) -> None:
+        """Add per-step fields to a finished episode (T+1 steps) in place."""
+
+    def episode_stats(self, final_info: dict) -> dict:
+        """Columns of the episode's train.csv row."""
+        return {}
+
+    def evaluating(self):
+        return contextlib.nullcontext()
+
+    def before_episode(self, step: int, agent, counters: dict) -> None:
+        """`counters` are the trainer's (`step`, `trainer`), for anything the hook saves."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, trainer_state: dict) -> None:
+        """`trainer_state`: the whole trainer state of the checkpoint (its counters included)."""
