@@ -6,7 +6,7 @@ import common.config
 from common.config import ConfigError
 from tests.conftest import compose
 
-WM = ["agent=worldmodels", "trainer=onpolicy", "task=gym/CartPole-v1", "memory_dim=16", "memory_layers=1",
+WM = ["agent=worldmodels", "task=gym/CartPole-v1", "memory_dim=16", "memory_layers=1",
       "memory_heads=2", "window=4", "controller_dims=[16,16]", "enc_dim=16", "num_codes=2", "code_dim=4",
       "n_steps=4", "num_envs=2", "planning_horizon=2"]
 
@@ -144,7 +144,7 @@ def test_vector_env_rollout_shapes():
 def test_pixel_task_conv_encoder_shapes():
     from envs import make_env
     from src import make_agent
-    cfg = compose(["agent=worldmodels", "trainer=onpolicy", "task=gym/CarRacing-v3", "cnn_depth=4",
+    cfg = compose(["agent=worldmodels", "task=gym/CarRacing-v3", "cnn_depth=4",
                    "memory_dim=16", "memory_heads=2", "memory_layers=1", "window=2", "num_action_samples=2",
                    "planning_horizon=1"])
     env, spec = make_env(cfg)
@@ -159,7 +159,7 @@ def test_pixel_task_conv_encoder_shapes():
 
 
 def cfg_overrides(cfg):
-    return ["agent=worldmodels", "trainer=onpolicy", f"task={cfg.task}"]
+    return ["agent=worldmodels", f"task={cfg.task}"]
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -173,9 +173,11 @@ def test_config_errors(overrides, message):
         compose([*WM, *overrides])
 
 
-def test_worldmodels_needs_onpolicy_trainer():
+def test_worldmodels_selects_onpolicy_trainer_and_rejects_others():
+    assert compose(["agent=worldmodels", "task=gym/CartPole-v1"]).trainer == "onpolicy"  # from its agent file
+    assert compose(["task=gym/CartPole-v1"]).trainer == "online"  # the other agents keep the root default
     with pytest.raises(ConfigError, match="trainer='online': agent=worldmodels learns on-policy"):
-        compose(["agent=worldmodels", "task=gym/CartPole-v1"])
+        compose(["agent=worldmodels", "trainer=online", "task=gym/CartPole-v1"])
 
 
 def test_unknown_key_rejected():
