@@ -541,6 +541,7 @@ def _validate_worldmodels(r: _Rules):
     cfg = r.cfg
     r.choice("phase", ("a2c", "vision", "memory"))
     r.choice("encoder", ("auto", "conv", "mlp"))
+    r.choice("value_loss", ("huber", "mse"))
     r.positive_int("codebook_size", "code_dim", "num_codes", "enc_dim", "cnn_depth", "memory_dim", "memory_layers",
                    "memory_heads", "window", "planning_horizon", "num_action_samples", "n_steps")
     r.check(_is_int(cfg.memory_dim, 1) and _is_int(cfg.memory_heads, 1) and cfg.memory_dim % cfg.memory_heads == 0,

@@ -95,22 +95,30 @@ def test_discrete_planning_picks_best_action_of_known_toy_model():
     assert (scores.argmax(-1) == 1).all()
 
 
+T, N = 4, 2  # the hand-made rollouts: 4 steps of 2 envs
+
+
+def _one_state_rollout(agent, reward_scale: float = 1.0):
+    """A (T, N) rollout of one-step episodes from one state: action 0 rewarded (`reward_scale`), action 1 not."""
+    from tensordict import TensorDict
+    torch.manual_seed(1)
+    obs = torch.randn(4).expand(T, N, 4).clone()  # one state: the tests are about signs and scales
+    history, length = agent.memory.initial(T * N, "cpu")[0], torch.zeros(T * N, dtype=torch.long)
+    action = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 1]).view(T, 1).expand(T, N), 2).float()
+    reward = reward_scale * torch.tensor([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    return TensorDict({"obs": obs, "history": history.unflatten(0, (T, N)), "length": length.view(T, N),
+                       "prev_action": torch.zeros(T, N, 2), "action": action, "reward": reward,
+                       "value": torch.zeros(T, N), "next_value": torch.zeros(T, N),
+                       "terminated": torch.ones(T, N, dtype=torch.bool), "done": torch.ones(T, N, dtype=torch.bool),
+                       "next_obs": obs}, batch_size=[T, N])
+
+
 def test_positive_advantage_raises_log_prob():
     cfg, spec, agent = _agent("planning=false", "vision_coef=0", "memory_coef=0", "reward_coef=0", "entropy_coef=0",
                               "value_coef=0")
-    from tensordict import TensorDict
-    T, N = 4, 2
-    obs = torch.randn(4).expand(T, N, 4).clone()  # one state: the test is about the sign, not generalisation
-    agent.collect(obs[0], torch.ones(N, dtype=torch.bool))
-    history, length, prev = agent.memory.initial(T * N, "cpu")[0], torch.zeros(T * N, dtype=torch.long), None
-    # action 0 at the rewarded steps (positive advantage), action 1 at the others (negative)
-    action = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 1]).view(T, 1).expand(T, N), 2).float()
-    rollout = TensorDict({"obs": obs, "history": history.unflatten(0, (T, N)), "length": length.view(T, N),
-                          "prev_action": torch.zeros(T, N, 2), "action": action,
-                          "reward": torch.tensor([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]),
-                          "value": torch.zeros(T, N), "next_value": torch.zeros(T, N),
-                          "terminated": torch.ones(T, N, dtype=torch.bool), "done": torch.ones(T, N, dtype=torch.bool),
-                          "next_obs": obs}, batch_size=[T, N])
+    rollout = _one_state_rollout(agent)  # action 0 at the rewarded steps (positive advantage), 1 at the others
+    obs, action = rollout["obs"], rollout["action"]
+    history, length = rollout["history"].flatten(0, 1), rollout["length"].flatten(0, 1)
 
     def log_prob():
         with torch.no_grad():
@@ -121,6 +129,18 @@ def test_positive_advantage_raises_log_prob():
     agent.update(rollout)
     change = log_prob() - before
     assert (change[0::2] > 0).all() and (change[1::2] < 0).all(), change
+
+
+@pytest.mark.parametrize("value_loss, bounded", [("huber", True), ("mse", False)])
+def test_critic_gradient_with_return_scale(value_loss, bounded):
+    """The critic's gradient under huber stays put when the returns are 100x larger (so it cannot crowd the
+    policy out of the one clipped norm); under mse it grows with them."""
+    norms = []
+    for scale in (1.0, 100.0):
+        cfg, spec, agent = _agent("planning=false", "vision_coef=0", "memory_coef=0", "reward_coef=0",
+                                  "entropy_coef=0", "value_coef=1", f"value_loss={value_loss}")
+        norms.append(float(agent.update(_one_state_rollout(agent, scale))["controller_grad_norm"]))
+    assert (norms[1] < 2 * norms[0]) if bounded else (norms[1] > 20 * norms[0]), norms
 
 
 def test_vector_env_rollout_shapes():
@@ -167,6 +187,7 @@ def cfg_overrides(cfg):
     (["planning=true", "reward_coef=0"], "planning=True: planning scores actions by predicted rewards"),
     (["memory_dim=30", "memory_heads=4"], "memory_dim=30: must be divisible"),
     (["phase=both"], "phase='both': must be one of"),
+    (["value_loss=l1"], "value_loss='l1': must be one of"),
 ])
 def test_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):

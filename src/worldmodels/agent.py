@@ -8,6 +8,9 @@ from src.worldmodels.memory import Memory
 from src.worldmodels.vision import Vision
 
 PHASES = ("a2c", "vision", "memory")
+# huber: the gradient of each error is bounded by 1, so the critic's share of the one clipped gradient norm does
+# not grow with the return scale (conf/agent/worldmodels.yaml, `value_loss`); mse is the seed's
+VALUE_LOSSES = {"huber": F.smooth_l1_loss, "mse": F.mse_loss}
 
 
 def gae(reward, value, next_value, terminated, done, gamma: float, lam: float):
@@ -169,7 +172,7 @@ class WorldModels:
             feat = torch.cat([z, h], -1)
             log_prob, entropy = self.controller.log_prob_entropy(feat, action)
             policy_loss = -(log_prob * advantages).mean()
-            value_loss = F.mse_loss(self.controller.value(feat), returns)
+            value_loss = VALUE_LOSSES[cfg.value_loss](self.controller.value(feat), returns)
             loss = loss + policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy.mean()
             metrics.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach(),
                            entropy=entropy.mean().detach(), advantage_abs=(advantages.abs().mean()).detach(),
