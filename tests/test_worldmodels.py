@@ -107,10 +107,26 @@ def _one_state_rollout(agent, reward_scale: float = 1.0):
     action = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 1]).view(T, 1).expand(T, N), 2).float()
     reward = reward_scale * torch.tensor([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     return TensorDict({"obs": obs, "history": history.unflatten(0, (T, N)), "length": length.view(T, N),
-                       "prev_action": torch.zeros(T, N, 2), "action": action, "reward": reward,
+                       "prev_action": torch.zeros(T, N, 2), "action": action, "plan": torch.zeros(T, N, 2),
+                       "reward": reward,
                        "value": torch.zeros(T, N), "next_value": torch.zeros(T, N),
                        "terminated": torch.ones(T, N, dtype=torch.bool), "done": torch.ones(T, N, dtype=torch.bool),
                        "next_obs": obs}, batch_size=[T, N])
+
+
+def test_discrete_log_prob_is_the_behaviour_mixture_hand_case():
+    import math
+    from types import SimpleNamespace
+    from src.worldmodels.controller import Controller
+    c = Controller(SimpleNamespace(controller_dims=[4]), 2, 2, discrete=True)
+    c.policy = torch.nn.Identity()  # the features are the logits: pi = (0.25, 0.75)
+    logits = torch.tensor([[0.0, math.log(3.0)]] * 2)
+    action = torch.eye(2)  # row 0 took action 0, row 1 action 1
+    plan = torch.tensor([[0.3, 0.0]] * 2)  # planning (weight 0.3) chose action 0
+    log_prob, entropy = c.log_prob_entropy(logits, action, plan)
+    assert torch.allclose(log_prob.exp(), torch.tensor([0.7 * 0.25 + 0.3, 0.7 * 0.75]))
+    assert torch.allclose(c.log_prob_entropy(logits, action)[0].exp(), torch.tensor([0.25, 0.75]))
+    assert entropy[0].item() == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
 
 
 def test_positive_advantage_raises_log_prob():
