@@ -556,7 +556,7 @@ def _validate_worldmodels(r: _Rules):
     r.number("gae_lambda", 0, 1)
     r.number("planning_weight", 0, 1)
     r.number("default_discount", 0, 1, low_open=True, high_open=True)
-    for key in ("planning", "planning_bootstrap"):
+    for key in ("planning", "planning_bootstrap", "restart_dead_codes"):
         r.check(isinstance(cfg[key], bool), key, "must be true or false")
     r.check(not (cfg.planning is True and cfg.reward_coef == 0), "planning",
             "planning scores actions by predicted rewards, and reward_coef=0 leaves the reward predictor untrained: "

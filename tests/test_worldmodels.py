@@ -40,6 +40,19 @@ def test_vq_straight_through_and_losses_hand_case():
     assert vq.codebook.weight.grad.abs().sum() > 0
 
 
+def test_dead_codes_restart_onto_encoder_outputs_hand_case():
+    from src.worldmodels.vision import VectorQuantizer
+    vq = VectorQuantizer(3, 2)
+    with torch.no_grad():
+        vq.codebook.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]))
+    z_e = torch.tensor([[0.1, 0.0], [0.9, 1.0]])
+    _, _, _, idx = vq(z_e)
+    assert vq.restart_dead(z_e, idx) == 1  # code 2 is nobody's nearest
+    codes = vq.codebook.weight
+    assert torch.equal(codes[:2], torch.tensor([[0.0, 0.0], [1.0, 1.0]]))  # the used codes stay
+    assert any(torch.equal(codes[2], row) for row in z_e)  # the dead one sits on an encoder output
+
+
 def test_memory_gradient_reaches_current_entry_not_history():
     cfg, spec, agent = _agent()
     mem = agent.memory
@@ -131,7 +144,7 @@ def test_discrete_log_prob_is_the_behaviour_mixture_hand_case():
 
 def test_positive_advantage_raises_log_prob():
     cfg, spec, agent = _agent("planning=false", "vision_coef=0", "memory_coef=0", "reward_coef=0", "entropy_coef=0",
-                              "value_coef=0")
+                              "value_coef=0", "restart_dead_codes=false")  # only the policy loss moves anything
     rollout = _one_state_rollout(agent)  # action 0 at the rewarded steps (positive advantage), 1 at the others
     obs, action = rollout["obs"], rollout["action"]
     history, length = rollout["history"].flatten(0, 1), rollout["length"].flatten(0, 1)
