@@ -46,7 +46,7 @@ class Controller(nn.Module):
 
         Discrete: the log-prob under the behaviour mixture `(1 - plan.sum()) pi + plan`, `plan` (B, A) being the
         planning share (`agent._choose`; None: pi alone). With pi's log-prob instead, an action planning chose
-        where pi gives it little mass has a large, off-policy score that swings pi (CartPole: entropy collapse)."""
+        where pi gives it little mass would get a large score that the sampling never justified (off-policy)."""
         if self.discrete:
             log_probs = F.log_softmax(self.policy(feat), -1)
             entropy = -(log_probs.exp() * log_probs).sum(-1)
