@@ -6,7 +6,7 @@ import common.config
 from common.config import ConfigError
 from tests.conftest import compose
 
-WM = ["agent=worldmodels", "trainer=onpolicy", "task=gym/CartPole-v1", "memory_dim=16", "memory_layers=1",
+WM = ["agent=worldmodels", "task=gym/CartPole-v1", "memory_dim=16", "memory_layers=1",
       "memory_heads=2", "window=4", "controller_dims=[16,16]", "enc_dim=16", "num_codes=2", "code_dim=4",
       "n_steps=4", "num_envs=2", "planning_horizon=2"]
 
@@ -38,6 +38,19 @@ def test_vq_straight_through_and_losses_hand_case():
     codebook.backward()
     assert z_e.grad is None or z_e.grad.abs().sum() == 0  # the codebook loss moves the codebook only
     assert vq.codebook.weight.grad.abs().sum() > 0
+
+
+def test_dead_codes_restart_onto_encoder_outputs_hand_case():
+    from src.worldmodels.vision import VectorQuantizer
+    vq = VectorQuantizer(3, 2)
+    with torch.no_grad():
+        vq.codebook.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]))
+    z_e = torch.tensor([[0.1, 0.0], [0.9, 1.0]])
+    _, _, _, idx = vq(z_e)
+    assert vq.restart_dead(z_e, idx) == 1  # code 2 is nobody's nearest
+    codes = vq.codebook.weight
+    assert torch.equal(codes[:2], torch.tensor([[0.0, 0.0], [1.0, 1.0]]))  # the used codes stay
+    assert any(torch.equal(codes[2], row) for row in z_e)  # the dead one sits on an encoder output
 
 
 def test_memory_gradient_reaches_current_entry_not_history():
@@ -95,22 +108,46 @@ def test_discrete_planning_picks_best_action_of_known_toy_model():
     assert (scores.argmax(-1) == 1).all()
 
 
+T, N = 4, 2  # the hand-made rollouts: 4 steps of 2 envs
+
+
+def _one_state_rollout(agent, reward_scale: float = 1.0):
+    """A (T, N) rollout of one-step episodes from one state: action 0 rewarded (`reward_scale`), action 1 not."""
+    from tensordict import TensorDict
+    torch.manual_seed(1)
+    obs = torch.randn(4).expand(T, N, 4).clone()  # one state: the tests are about signs and scales
+    history, length = agent.memory.initial(T * N, "cpu")[0], torch.zeros(T * N, dtype=torch.long)
+    action = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 1]).view(T, 1).expand(T, N), 2).float()
+    reward = reward_scale * torch.tensor([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    return TensorDict({"obs": obs, "history": history.unflatten(0, (T, N)), "length": length.view(T, N),
+                       "prev_action": torch.zeros(T, N, 2), "action": action, "plan": torch.zeros(T, N, 2),
+                       "reward": reward,
+                       "value": torch.zeros(T, N), "next_value": torch.zeros(T, N),
+                       "terminated": torch.ones(T, N, dtype=torch.bool), "done": torch.ones(T, N, dtype=torch.bool),
+                       "next_obs": obs}, batch_size=[T, N])
+
+
+def test_discrete_log_prob_is_the_behaviour_mixture_hand_case():
+    import math
+    from types import SimpleNamespace
+    from src.worldmodels.controller import Controller
+    c = Controller(SimpleNamespace(controller_dims=[4]), 2, 2, discrete=True)
+    c.policy = torch.nn.Identity()  # the features are the logits: pi = (0.25, 0.75)
+    logits = torch.tensor([[0.0, math.log(3.0)]] * 2)
+    action = torch.eye(2)  # row 0 took action 0, row 1 action 1
+    plan = torch.tensor([[0.3, 0.0]] * 2)  # planning (weight 0.3) chose action 0
+    log_prob, entropy = c.log_prob_entropy(logits, action, plan)
+    assert torch.allclose(log_prob.exp(), torch.tensor([0.7 * 0.25 + 0.3, 0.7 * 0.75]))
+    assert torch.allclose(c.log_prob_entropy(logits, action)[0].exp(), torch.tensor([0.25, 0.75]))
+    assert entropy[0].item() == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+
+
 def test_positive_advantage_raises_log_prob():
     cfg, spec, agent = _agent("planning=false", "vision_coef=0", "memory_coef=0", "reward_coef=0", "entropy_coef=0",
-                              "value_coef=0")
-    from tensordict import TensorDict
-    T, N = 4, 2
-    obs = torch.randn(4).expand(T, N, 4).clone()  # one state: the test is about the sign, not generalisation
-    agent.collect(obs[0], torch.ones(N, dtype=torch.bool))
-    history, length, prev = agent.memory.initial(T * N, "cpu")[0], torch.zeros(T * N, dtype=torch.long), None
-    # action 0 at the rewarded steps (positive advantage), action 1 at the others (negative)
-    action = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 1]).view(T, 1).expand(T, N), 2).float()
-    rollout = TensorDict({"obs": obs, "history": history.unflatten(0, (T, N)), "length": length.view(T, N),
-                          "prev_action": torch.zeros(T, N, 2), "action": action,
-                          "reward": torch.tensor([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]),
-                          "value": torch.zeros(T, N), "next_value": torch.zeros(T, N),
-                          "terminated": torch.ones(T, N, dtype=torch.bool), "done": torch.ones(T, N, dtype=torch.bool),
-                          "next_obs": obs}, batch_size=[T, N])
+                              "value_coef=0", "restart_dead_codes=false")  # only the policy loss moves anything
+    rollout = _one_state_rollout(agent)  # action 0 at the rewarded steps (positive advantage), 1 at the others
+    obs, action = rollout["obs"], rollout["action"]
+    history, length = rollout["history"].flatten(0, 1), rollout["length"].flatten(0, 1)
 
     def log_prob():
         with torch.no_grad():
@@ -121,6 +158,18 @@ def test_positive_advantage_raises_log_prob():
     agent.update(rollout)
     change = log_prob() - before
     assert (change[0::2] > 0).all() and (change[1::2] < 0).all(), change
+
+
+@pytest.mark.parametrize("value_loss, bounded", [("huber", True), ("mse", False)])
+def test_critic_gradient_with_return_scale(value_loss, bounded):
+    """The critic's gradient under huber stays put when the returns are 100x larger (so it cannot crowd the
+    policy out of the one clipped norm); under mse it grows with them."""
+    norms = []
+    for scale in (1.0, 100.0):
+        cfg, spec, agent = _agent("planning=false", "vision_coef=0", "memory_coef=0", "reward_coef=0",
+                                  "entropy_coef=0", "value_coef=1", f"value_loss={value_loss}")
+        norms.append(float(agent.update(_one_state_rollout(agent, scale))["controller_grad_norm"]))
+    assert (norms[1] < 2 * norms[0]) if bounded else (norms[1] > 20 * norms[0]), norms
 
 
 def test_vector_env_rollout_shapes():
@@ -144,7 +193,7 @@ def test_vector_env_rollout_shapes():
 def test_pixel_task_conv_encoder_shapes():
     from envs import make_env
     from src import make_agent
-    cfg = compose(["agent=worldmodels", "trainer=onpolicy", "task=gym/CarRacing-v3", "cnn_depth=4",
+    cfg = compose(["agent=worldmodels", "task=gym/CarRacing-v3", "cnn_depth=4",
                    "memory_dim=16", "memory_heads=2", "memory_layers=1", "window=2", "num_action_samples=2",
                    "planning_horizon=1"])
     env, spec = make_env(cfg)
@@ -159,7 +208,7 @@ def test_pixel_task_conv_encoder_shapes():
 
 
 def cfg_overrides(cfg):
-    return ["agent=worldmodels", "trainer=onpolicy", f"task={cfg.task}"]
+    return ["agent=worldmodels", f"task={cfg.task}"]
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -167,15 +216,18 @@ def cfg_overrides(cfg):
     (["planning=true", "reward_coef=0"], "planning=True: planning scores actions by predicted rewards"),
     (["memory_dim=30", "memory_heads=4"], "memory_dim=30: must be divisible"),
     (["phase=both"], "phase='both': must be one of"),
+    (["value_loss=l1"], "value_loss='l1': must be one of"),
 ])
 def test_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
         compose([*WM, *overrides])
 
 
-def test_worldmodels_needs_onpolicy_trainer():
+def test_worldmodels_selects_onpolicy_trainer_and_rejects_others():
+    assert compose(["agent=worldmodels", "task=gym/CartPole-v1"]).trainer == "onpolicy"  # from its agent file
+    assert compose(["task=gym/CartPole-v1"]).trainer == "online"  # the other agents keep the root default
     with pytest.raises(ConfigError, match="trainer=.online.: agent=worldmodels trains with trainer=onpolicy"):
-        compose(["agent=worldmodels", "task=gym/CartPole-v1"])
+        compose(["agent=worldmodels", "trainer=online", "task=gym/CartPole-v1"])
 
 
 def test_unknown_key_rejected():

@@ -9,6 +9,9 @@ from src.worldmodels.memory import Memory
 from src.worldmodels.vision import Vision
 
 PHASES = ("a2c", "vision", "memory")
+# huber: the gradient of each error is bounded by 1, so the critic's share of the one clipped gradient norm does
+# not grow with the return scale (conf/agent/worldmodels.yaml, `value_loss`); mse is the seed's
+VALUE_LOSSES = {"huber": F.smooth_l1_loss, "mse": F.mse_loss}
 
 
 def gae(reward, value, next_value, terminated, done, gamma: float, lam: float):
@@ -68,27 +71,32 @@ class WorldModels:
             return F.one_hot(index, self.spec.action_dim).float()
         return torch.rand(batch, self.spec.action_dim, generator=self._rng) * 2 - 1
 
-    def _choose(self, z, h, history, length, token, eval_mode: bool) -> torch.Tensor:
-        """The base policy's action, blended with planning when `planning=true` (B, A)."""
+    def _choose(self, z, h, history, length, token, eval_mode: bool):
+        """(action (B, A), plan (B, A)): the base policy's action, blended with planning when `planning=true`.
+
+        `plan` is the planning share of the discrete behaviour distribution, `planning_weight` x one-hot of the
+        best planned action (zeros otherwise): A2C takes the log-prob of the mixture the action was drawn from."""
         cfg, spec = self.cfg, self.spec
         base, stats = self.controller.act(torch.cat([z, h], -1), eval_mode)
+        no_plan = torch.zeros_like(base)
         if not cfg.planning or cfg.planning_weight == 0:
-            return base
+            return base, no_plan
         w = float(cfg.planning_weight)
         plan = lambda candidates: planned_returns(  # noqa: E731  (B, S) scores of held candidates
             self.memory, self.controller, history, length, token, h, candidates, cfg.planning_horizon,
             self.discount, cfg.planning_bootstrap)
         if spec.discrete:  # every action; then sample from (1 - w) pi + w onehot(best planned action)
             every = torch.eye(spec.action_dim, device=self.device).expand(z.shape[0], -1, -1)
-            best = F.one_hot(plan(every).argmax(-1), spec.action_dim).float()
-            probs = (1 - w) * stats + w * best
+            share = w * F.one_hot(plan(every).argmax(-1), spec.action_dim).float()
+            probs = (1 - w) * stats + share
             index = probs.argmax(-1) if eval_mode else torch.multinomial(probs, 1).squeeze(-1)
-            return F.one_hot(index, spec.action_dim).float()
-        # continuous: candidates around the policy mean (pre-tanh), the best blended with the base action
+            return F.one_hot(index, spec.action_dim).float(), share
+        # continuous: candidates around the policy mean (pre-tanh), the best blended with the base action (a
+        # deterministic blend, not a mixture: A2C scores the blended action under the base policy)
         noise = torch.randn(z.shape[0], cfg.num_action_samples, spec.action_dim, device=self.device)
         candidates = torch.tanh(stats.unsqueeze(1) + CANDIDATE_STD * noise)
         best = candidates[torch.arange(z.shape[0]), plan(candidates).argmax(-1)]
-        return (1 - w) * base + w * best
+        return (1 - w) * base + w * best, no_plan
 
     def _train(self, mode: bool) -> None:
         for m in self.modules.values():  # no dropout anywhere; eval mode lets the transformer take its fast path
@@ -101,10 +109,11 @@ class WorldModels:
         token = torch.cat([z, prev], -1)
         h = self.memory(history, length, token)
         if self.phase == "a2c":
-            action = self._choose(z, h, history, length, token, eval_mode)
+            action, plan = self._choose(z, h, history, length, token, eval_mode)
         else:
             action = self._random_actions(obs.shape[0]).to(self.device)
-        record = {"history": history, "length": length, "prev_action": prev, "action": action,
+            plan = torch.zeros_like(action)
+        record = {"history": history, "length": length, "prev_action": prev, "action": action, "plan": plan,
                   "value": self.controller.value(torch.cat([z, h], -1))}
         self._streams[name] = (*self.memory.advance(history, length, token), action)
         return action, record
@@ -168,9 +177,9 @@ class WorldModels:
             advantages, returns = flat(advantages), flat(returns)
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
             feat = torch.cat([z, h], -1)
-            log_prob, entropy = self.controller.log_prob_entropy(feat, action)
+            log_prob, entropy = self.controller.log_prob_entropy(feat, action, flat(rollout["plan"]))
             policy_loss = -(log_prob * advantages).mean()
-            value_loss = F.mse_loss(self.controller.value(feat), returns)
+            value_loss = VALUE_LOSSES[cfg.value_loss](self.controller.value(feat), returns)
             loss = loss + policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy.mean()
             metrics.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach(),
                            entropy=entropy.mean().detach(), advantage_abs=(advantages.abs().mean()).detach(),

@@ -40,12 +40,20 @@ class Controller(nn.Module):
         pre = mean if eval_mode else mean + log_std.exp() * torch.randn_like(mean)
         return torch.tanh(pre), mean
 
-    def log_prob_entropy(self, feat: torch.Tensor, action: torch.Tensor):
-        """log pi(action) (B,) and the entropy (B,) (continuous: of the pre-tanh Gaussian, which has a closed
-        form; the tanh-Gaussian's has none)."""
+    def log_prob_entropy(self, feat: torch.Tensor, action: torch.Tensor, plan: torch.Tensor | None = None):
+        """log-prob of `action` (B,) and the base policy's entropy (B,) (continuous: of the pre-tanh Gaussian,
+        which has a closed form; the tanh-Gaussian's has none).
+
+        Discrete: the log-prob under the behaviour mixture `(1 - plan.sum()) pi + plan`, `plan` (B, A) being the
+        planning share (`agent._choose`; None: pi alone). With pi's log-prob instead, an action planning chose
+        where pi gives it little mass would get a large score that the sampling never justified (off-policy)."""
         if self.discrete:
             log_probs = F.log_softmax(self.policy(feat), -1)
-            return (log_probs * action).sum(-1), -(log_probs.exp() * log_probs).sum(-1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
+            if plan is None:
+                return (log_probs * action).sum(-1), entropy
+            probs = (1 - plan.sum(-1, keepdim=True)) * log_probs.exp() + plan
+            return torch.log((probs * action).sum(-1).clamp_min(1e-8)), entropy
         mean, log_std = self._gaussian(feat)
         a = action.clamp(-1 + 1e-6, 1 - 1e-6)
         pre = torch.atanh(a)

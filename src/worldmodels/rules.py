@@ -8,6 +8,7 @@ def config_rules(r: Rules):
     cfg = r.cfg
     r.choice("phase", ("a2c", "vision", "memory"))
     r.choice("encoder", ("auto", "conv", "mlp"))
+    r.choice("value_loss", ("huber", "mse"))
     r.positive_int("codebook_size", "code_dim", "num_codes", "enc_dim", "cnn_depth", "memory_dim", "memory_layers",
                    "memory_heads", "window", "planning_horizon", "num_action_samples", "n_steps")
     r.check(is_int(cfg.memory_dim, 1) and is_int(cfg.memory_heads, 1) and cfg.memory_dim % cfg.memory_heads == 0,
@@ -22,7 +23,7 @@ def config_rules(r: Rules):
     r.number("gae_lambda", 0, 1)
     r.number("planning_weight", 0, 1)
     r.number("default_discount", 0, 1, low_open=True, high_open=True)
-    for key in ("planning", "planning_bootstrap"):
+    for key in ("planning", "planning_bootstrap", "restart_dead_codes"):
         r.check(isinstance(cfg[key], bool), key, "must be true or false")
     r.check(not (cfg.planning is True and cfg.reward_coef == 0), "planning",
             "planning scores actions by predicted rewards, and reward_coef=0 leaves the reward predictor untrained: "
