@@ -25,9 +25,10 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import yaml
 
-from envs.multitask import task_label  # a multi-task run's task is a list: group it under its readable name
+from common.tasks import task_label  # a multi-task run's task is a list: group it under its readable name
 
 AUC_GAIN, MAX_OVERHEAD = 0.03, 0.15
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reference_results"
@@ -144,13 +145,7 @@ def interpolate(steps: list[float], values: list[float], x: float) -> float | No
     """The curve at `x`, linear between its points; None outside them (never extrapolated)."""
     if not steps or x < steps[0] or x > steps[-1]:
         return None
-    for i in range(len(steps) - 1):
-        if steps[i] <= x <= steps[i + 1]:
-            if steps[i + 1] == steps[i]:
-                return values[i + 1]
-            w = (x - steps[i]) / (steps[i + 1] - steps[i])
-            return values[i] + w * (values[i + 1] - values[i])
-    return values[-1]  # a one-point curve at x
+    return float(np.interp(x, steps, values))
 
 
 def load_reference(name: str, task: str, root: Path = REFERENCE_DIR) -> dict[int, tuple[list, list]] | None:
