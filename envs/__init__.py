@@ -8,6 +8,7 @@ name such as `mt3-cartpole`) give a padded multi-task env (envs/multitask.py).
 import gymnasium as gym
 
 from common.config import register_rules
+from common.tasks import is_multitask, task_label, task_list
 from envs import rules
 from envs.spec import EnvSpec
 from envs.tasks import AUX_TARGET_KEYS, HOCKEY_TASKS, aux_targets_fn, task_kind  # noqa: F401  (their home)
@@ -72,7 +73,6 @@ def task_hooks(cfg, env, spec, run_dir):
 def make_env(cfg, seed: int | None = None):
     """Build the task named by `cfg.task`; returns (TorchEnv, EnvSpec). Several tasks (a list or a task-set
     name, envs/multitask.py) give a MultitaskEnv and a spec with one entry per task."""
-    from envs.multitask import is_multitask
     seed = cfg.seed if seed is None else seed
     if is_multitask(cfg.task):
         return _make_multitask_env(cfg, seed)
@@ -116,7 +116,7 @@ def _make_multitask_env(cfg, seed: int):
     """One env per task (task i seeded with seed + i, so two tasks of one domain do not start alike), padded
     to the largest observation and action dims. The config check guarantees state observations, continuous
     actions and one action repeat for all tasks."""
-    from envs.multitask import MultitaskEnv, task_label, task_list
+    from envs.multitask import MultitaskEnv
     built = [_make_task_env(cfg, task, seed + i) for i, task in enumerate(task_list(cfg.task))]
     specs = [spec for _, spec in built]
     repeats = {s.action_repeat for s in specs}

@@ -13,7 +13,6 @@ Task sets are named lists of tasks, defined once in common/tasks.py: `task=mt3-c
 import torch
 import torch.nn.functional as F
 
-from common.tasks import TASK_SETS, is_multitask, task_label, task_list  # noqa: F401  (the names' home)
 from envs.hooks import TaskHooks
 
 
