@@ -65,3 +65,9 @@ def random_episode(env, spec) -> torch.Tensor:
         obs, r, done, info = env.step(a)
         steps.append(episode_step(obs, a, r, info["terminated"], False))
     return torch.stack(steps)
+
+
+def pytest_collection_modifyitems(items):
+    # `heavy` tests first (a stable sort keeps the order otherwise): with one worker per core (`make test`) a
+    # several-minute test started last would leave the other workers idle at the end
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)

@@ -32,6 +32,7 @@ def _episode(env, spec, policy, buffer=None):
     return ret
 
 
+@pytest.mark.heavy
 def test_cartpole_beats_random():
     from hydra import compose, initialize_config_dir
     from common.buffer import Buffer

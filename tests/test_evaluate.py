@@ -13,6 +13,7 @@ def _evaluate(args, cwd):
                           text=True, timeout=600)
 
 
+@pytest.mark.heavy
 def test_hockey_headline_command_trains_and_evaluates(tmp_path):
     proc = run_train(["task=hockey", "multi_gamma.enabled=true", *TINY_TDMPC2, "steps=753", "seed_steps=502",
                       "eval_freq=100000", "eval_episodes=1", "checkpoint_freq=100000"], cwd=tmp_path)
@@ -30,6 +31,7 @@ def test_hockey_headline_command_trains_and_evaluates(tmp_path):
         assert "over 4 games" in line and "win" in line and "draw" in line and "loss" in line
 
 
+@pytest.mark.heavy
 def test_evaluate_gym_checkpoint_with_video(tmp_path):
     proc = run_train(["task=gym/Pendulum-v1", *TINY_TDMPC2, "steps=400", "seed_steps=400", "eval_episodes=1"],
                      cwd=tmp_path)

@@ -197,6 +197,7 @@ def test_ablation_configs():
             assert (len(mg.gammas), mg.head, mg.loss_weight) == (n, head, weight), name
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_multirun_sweep_over_discount_sets(tmp_path, launcher):
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", f"hydra/launcher={launcher}", "task=gym/Pendulum-v1",

@@ -177,6 +177,7 @@ def test_export_and_reload_round_trip(online_run, capsys):
         export_run(run_dir)
 
 
+@pytest.mark.heavy
 def test_offline_training_resume_and_online_fine_tuning(online_run):
     cwd, run_dir = online_run
     dataset = run_dir / "dataset"

@@ -33,6 +33,7 @@ BF16 = "bf16" if fast_bf16(torch.device("cpu")) else "bf16_emulated"
 
 
 # the emulated variant costs as much as the fp32 one again (about 4 CI minutes) without a speed to show: slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("precision", ["fp32", pytest.param(BF16, marks=[pytest.mark.slow] * (BF16 != "bf16"))])
 def test_short_run_beats_random_policy(tmp_path, precision):
     proc = run_train([*PENDULUM, "steps=2000", "eval_freq=2000", "checkpoint_freq=2000", "exp_name=learn",
@@ -87,6 +88,7 @@ def test_resume_after_sigkill_continues_from_checkpoint(tmp_path):
     assert eval_steps == [0, 6000]  # the step-0 evaluation of the killed run, then the final one
 
 
+@pytest.mark.heavy
 def test_ctrl_c_saves_a_checkpoint_then_exits(tmp_path):
     cmd = [sys.executable, str(ROOT / "train.py"), "threads=1", "logger.progress=false", *PENDULUM, "steps=100000",
            "seed_steps=200000", "eval_freq=1000000", "eval_episodes=1", "checkpoint_freq=1000000", "exp_name=sigint"]
