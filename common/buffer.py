@@ -96,10 +96,7 @@ class Buffer:
         """(the stored steps, oldest first position): the storage's first `len(self)` rows and the row the
         oldest step sits in (0 until the buffer wraps around). Views, no copy."""
         storage = self._rb.storage
-        steps = storage._storage[: len(storage)]
-        writer = self._rb._writer
-        wrapped = getattr(writer, "_write_count", 0) > len(storage)
-        return steps, (int(writer._cursor) % len(storage) if wrapped and len(storage) else 0)
+        return storage[: len(storage)], oldest_row(self._written, len(storage))
 
     def state_dict(self) -> dict:
         return {"num_episodes": self._num_episodes, "written": self._written}
@@ -112,15 +109,15 @@ class Buffer:
         (resume=true steps=<more>), the stored steps are copied oldest first into the larger storage."""
         saved_capacity = check_saved(Path(path), state)
         self._num_episodes = state["num_episodes"]
-        if saved_capacity >= self.capacity:
-            self.capacity = saved_capacity
-            self._rb = self._make()
-            self._rb.loads(path)
-            self._written = state.get("written", len(self._rb))  # checkpoints before cross-episode slices: no wrap
+        grow = saved_capacity < self.capacity
+        saved = Buffer(saved_capacity, self.seq_len, self.batch_size) if grow else self
+        saved.capacity = saved_capacity
+        saved._rb = saved._make()
+        saved._rb.loads(path)
+        saved._written = state.get("written", len(saved._rb))  # checkpoints before cross-episode slices: no wrap
+        if not grow:
             return
         from tensordict import TensorDict
-        saved = Buffer(saved_capacity, self.seq_len, self.batch_size)
-        saved._rb.loads(path)
         steps, start = saved.stored_steps()
         n = steps.shape[0]
         order = (torch.arange(n) + start) % max(n, 1)  # oldest first
@@ -185,6 +182,12 @@ def check_saved(path: Path, state: dict | None = None) -> int:
             raise SavedBufferError(f"{storage / (key + '.memmap')}: non-finite values in {len(rows)} rows "
                                    f"(first row {int(rows[0])})")
     return capacity
+
+
+def oldest_row(written: int, stored: int) -> int:
+    """The storage row of the oldest of `stored` steps after `written` in all: the round-robin writer fills rows
+    0, 1, ... and, once full, overwrites from row 0 again, so the oldest step sits at written % stored."""
+    return written % stored if written > stored else 0
 
 
 def episode_step(obs: torch.Tensor, action: torch.Tensor, reward: float, terminated: bool,

@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from tensordict import MemoryMappedTensor, TensorDict
 
+from common.buffer import oldest_row
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DATA = "data"
@@ -112,9 +114,7 @@ def export_run(run: Path, out: Path | None = None) -> tuple[Path, dict]:
                            "rerun with save_buffer=true or save_dataset=true")
     storage = TensorDict.load_memmap(buffer_dir / "storage")
     length = json.loads((buffer_dir / "storage" / "storage_metadata.json").read_text())["len"]
-    writer = json.loads((buffer_dir / "writer" / "metadata.json").read_text())
-    wrapped = writer.get("_write_count", 0) > length
-    start = int(writer["_cursor"]) % length if wrapped and length else 0
+    start = oldest_row(payload["buffer_state"].get("written", length), length)  # older files: never wrapped
     out = Path(out) if out is not None else ckpt.parent.parent / "dataset"
     source = {"run_dir": str(ckpt.parent.parent.resolve()), "checkpoint": str(ckpt.resolve()),
               "step": payload["trainer"]["step"]}
