@@ -4,7 +4,6 @@ On hockey tasks it reports win/draw/loss against the weak and strong BasicOppone
 games with alternating sides, with 95% Wilson intervals.
 """
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -16,21 +15,12 @@ from omegaconf import OmegaConf
 
 from common.checkpoint import CheckpointError
 from common.config import ConfigError, validate_evaluate
+from common.math import wilson_interval
 from common.memory import keep_freed_memory
 from common.run import device_of
 from envs import HOCKEY_TASKS, make_env
 from src.policy import load_agent
 from trainer.evaluation import per_task, run_episode, run_episodes
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def returns_summary(returns: list) -> dict:
@@ -59,7 +49,8 @@ def main(eval_cfg) -> None:
     if eval_cfg.threads != "auto":
         torch.set_num_threads(int(eval_cfg.threads))
     try:
-        agent, cfg, spec = load_agent(eval_cfg.checkpoint, device_of(eval_cfg), eval_cfg.precision, task=eval_cfg.task)
+        overrides = {key: eval_cfg[key] for key in ("precision", "mpc") if eval_cfg[key] is not None}
+        agent, cfg, spec = load_agent(eval_cfg.checkpoint, device_of(eval_cfg), overrides, task=eval_cfg.task)
     except CheckpointError as e:
         sys.exit(f"Cannot evaluate: {e}")
     task = eval_cfg.task or cfg.task

@@ -1,9 +1,19 @@
-"""Pure math helpers shared by the agents (no state, no config objects)."""
+"""Pure math helpers shared by the agents and the reports (no state, no config objects)."""
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from common.math import TwoHot, discount_from_episode_length, soft_ce, symexp, symlog
+from common.math import TwoHot, discount_from_episode_length, soft_ce, symexp, symlog, wilson_interval
 
 
 def test_symlog_symexp_are_inverse():
@@ -43,3 +43,11 @@ def test_discount_heuristic():
     assert discount_from_episode_length(250) == 0.98  # hockey
     assert discount_from_episode_length(10) == 0.95  # clipped below
     assert discount_from_episode_length(100000) == 0.995  # clipped above
+
+
+def test_wilson_interval_hand_cases():
+    """Published 95% Wilson intervals: 0/10 -> [0, 0.2775], 5/10 -> [0.2366, 0.7634], 10/10 -> [0.7225, 1]."""
+    for (k, n), (low, high) in {(0, 10): (0.0, 0.2775), (5, 10): (0.2366, 0.7634), (10, 10): (0.7225, 1.0)}.items():
+        got = wilson_interval(k, n)
+        assert abs(got[0] - low) < 1e-4 and abs(got[1] - high) < 1e-4, (k, n, got)
+    assert wilson_interval(0, 0) == (0.0, 1.0)  # no games: nothing known
