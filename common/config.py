@@ -267,6 +267,7 @@ def validate_evaluate(cfg: DictConfig) -> DictConfig:
             "must be auto, cpu, cuda or cuda:N")
     r.check(cfg.precision is None or cfg.precision in PRECISIONS, "precision",
             f"must be null (the checkpoint's) or one of {', '.join(PRECISIONS)}")
+    r.check(cfg.mpc is None or isinstance(cfg.mpc, bool), "mpc", "must be null (the checkpoint's), true or false")
     r.raise_if_any()
     OmegaConf.set_readonly(cfg, True)
     return cfg

@@ -10,12 +10,18 @@ from envs.spec import EnvSpec
 from src.base import make_agent
 
 
-def load_agent(path: str | Path, device: torch.device | str = "cpu", precision: str | None = None, task=None):
-    """(agent, config, spec) rebuilt from a checkpoint file, with the weights needed to act. `precision`
-    overrides the saved one (weights are fp32 whatever precision wrote them; checkpoints from before the key
-    computed in fp32). `task`: the task of an official TD-MPC2 checkpoint (which records none); ignored for ours."""
+def load_agent(path: str | Path, device: torch.device | str = "cpu", overrides: dict | None = None, task=None):
+    """(agent, config, spec) rebuilt from a checkpoint file, with the weights needed to act. `overrides`: config
+    keys that change how it acts, not its weights, replacing the saved values (`precision`: weights are fp32
+    whatever precision wrote them, and checkpoints from before the key computed in fp32; TD-MPC2's `mpc`);
+    a key the saved config lacks is a CheckpointError. `task`: the task of an official TD-MPC2 checkpoint
+    (which records none); ignored for ours."""
     payload = checkpoint.load(path, map_location=device, task=task)
-    cfg = OmegaConf.merge({"precision": "fp32"}, payload["config"], {"precision": precision} if precision else {})
+    saved = {"precision": "fp32", **payload["config"]}
+    for key in overrides or {}:
+        if key not in saved:
+            raise checkpoint.CheckpointError(f"{path}: its {saved.get('agent')} agent has no `{key}` to override")
+    cfg = OmegaConf.merge(saved, overrides or {})
     spec = EnvSpec(**{k: tuple(v) if k == "obs_shape" else v for k, v in payload["spec"].items()})
     agent = make_agent(cfg, spec, torch.device(device))
     if payload.get("policy_only"):  # a self-play snapshot

@@ -159,7 +159,7 @@ def test_bf16_checkpoint_loads_in_fp32_with_identical_weights(tmp_path):
     agent.update(_tdmpc2_batch(cfg, spec))
     path = tmp_path / "bf16.pt"
     checkpoint.save(path, cfg, spec, agent, {"step": 0})
-    loaded, loaded_cfg, _ = load_agent(path, precision="fp32")
+    loaded, loaded_cfg, _ = load_agent(path, overrides={"precision": "fp32"})
     assert loaded.precision == "fp32" and loaded_cfg.precision == "fp32"
     saved, restored = agent.model.state_dict(), loaded.model.state_dict()
     assert all(v.dtype != torch.bfloat16 for v in restored.values())

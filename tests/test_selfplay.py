@@ -331,3 +331,47 @@ def test_selfplay_pool_survives_resume(tmp_path):
         before = next(m for m in old["members"] if m["path"] == path)["outcomes"]
         after = next(m for m in new["members"] if m["path"] == path)["outcomes"]
         assert after[:len(before)] == before
+
+
+def test_load_agent_overrides_how_it_acts_not_its_weights(tmp_path):
+    """evaluate.py mpc=false: the planner's checkpoint acts with its policy prior (the prior's mean, which a
+    planning agent's first action is not); a key the agent lacks is a CheckpointError."""
+    from src.policy import load_agent
+    cfg, spec, agent = _hockey_agent(*TINY_TDMPC2)
+    assert agent.cfg.mpc
+    path = tmp_path / "latest.pt"
+    checkpoint.save(path, cfg, spec, agent, {"step": 0, "trainer": "online"}, policy_only=True)
+    prior, prior_cfg, _ = load_agent(path, overrides={"mpc": False})
+    assert prior_cfg.mpc is False
+    obs = torch.as_tensor(make_hockey_env(opponent="weak", seed=1).reset()[0])
+    expected = agent.model.pi(agent.model.encode(obs.unsqueeze(0)))[1]["mean"].reshape(-1)
+    torch.testing.assert_close(prior.act(obs, t0=True, eval_mode=True), expected)
+    torch.manual_seed(0)
+    assert not torch.allclose(load_agent(path)[0].act(obs, t0=True, eval_mode=True), expected)
+
+    dreamer_cfg, dreamer_spec, dreamer = _hockey_agent("agent=dreamer", "model_size=XS")
+    checkpoint.save(tmp_path / "dreamer.pt", dreamer_cfg, dreamer_spec, dreamer, {"step": 0}, policy_only=True)
+    with pytest.raises(checkpoint.CheckpointError, match="no `mpc` to override"):
+        load_agent(tmp_path / "dreamer.pt", overrides={"mpc": False})
+
+
+def test_play_takes_a_checkpoint_as_opponent(tmp_path):
+    """python -m envs.hockey.play --opponent-checkpoint PATH: the saved agent's deterministic actions."""
+    from envs.hockey import play
+    cfg, spec, agent = _hockey_agent("agent=dreamer", "model_size=XS")
+    path = tmp_path / "step_0.pt"
+    checkpoint.save(path, cfg, spec, agent, {"step": 0}, policy_only=True)
+    opponent = play.make_opponent(play.parse_args(["--opponent-checkpoint", str(path)]))
+    env = make_hockey_env(opponent="weak", seed=1)
+    observations = [env.reset()[0]] + [env.step(np.random.default_rng(t).uniform(-1, 1, 4))[0] for t in range(3)]
+
+    def play_from_start(o, t0):
+        if t0:
+            opponent.reset()
+        return opponent(o)
+    expected = _actions(lambda o, t0: agent.act(torch.as_tensor(o), t0=t0, eval_mode=True), observations)
+    np.testing.assert_array_equal(_actions(play_from_start, observations).numpy(), expected.numpy())
+    basic = play.make_opponent(play.parse_args(["--opponent", "strong"]))
+    assert np.asarray(basic(observations[0])).shape == (4,)
+    with pytest.raises(SystemExit, match="not both"):
+        play.make_opponent(play.parse_args(["--opponent-checkpoint", str(path), "--opponent-policy", "a:b"]))
