@@ -124,3 +124,28 @@ def test_a_checkpoint_of_another_task_is_rejected(tmp_path):
     with pytest.raises(SystemExit, match=r"PLAYER=.*junk\.pt: .*not a checkpoint"):
         tournament.main(["weak", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_win_rate_curve_of_a_runs_snapshots(tmp_path, capsys):
+    """python -m envs.hockey.curve RUN_DIR: every snapshot against weak and strong, in step order; a snapshot's
+    games do not depend on which other snapshots are played."""
+    from envs.hockey import curve
+    run = tmp_path / "run"
+    (run / "selfplay").mkdir(parents=True)
+    for step, seed in ((10000, 1), (0, 0)):
+        torch.manual_seed(seed)
+        (run / "selfplay" / f"step_{step}.pt").write_bytes(open(_snapshot(tmp_path), "rb").read())
+    rows = curve.main([str(run), "--games", "4", "--workers", "1"])
+    assert [(r["step"], r["opponent"]) for r in rows] == [(0, "weak"), (0, "strong"), (10000, "weak"),
+                                                          (10000, "strong")]
+    for r in rows:
+        assert r["wins"] + r["draws"] + r["losses"] == r["games"] == 4
+        assert r["win_ci95_low"] <= r["win_rate"] <= r["win_ci95_high"]
+    saved = list(csv.DictReader(open(run / "curve" / "curve.csv")))
+    assert [int(r["wins"]) for r in saved] == [r["wins"] for r in rows]
+    assert (run / "curve" / "curve.png").stat().st_size > 0
+    (run / "selfplay" / "step_10000.pt").unlink()
+    alone = curve.main([str(run), "--games", "4", "--workers", "1", "--out", str(tmp_path / "alone")])
+    assert alone == rows[:2]
+    with pytest.raises(SystemExit, match="no selfplay/step_<N>.pt snapshots"):
+        curve.main([str(tmp_path / "empty")])

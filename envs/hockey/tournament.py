@@ -34,7 +34,7 @@ import numpy as np
 from .hockey_env import HockeyEnv
 from .opponents import BasicOpponent
 
-__all__ = ["BASIC_PLAYERS", "play_games", "pair_table", "fit_ratings", "main"]
+__all__ = ["BASIC_PLAYERS", "play_games", "pair_table", "fit_ratings", "check_players", "main"]
 
 BASIC_PLAYERS = ("weak", "strong", "random")
 ELO_PER_LOGIT = 400 / math.log(10)
@@ -79,26 +79,32 @@ def _play(game: dict) -> dict:
             return {**game, "winner": int(info["winner"])}
 
 
-def _schedule(players: list[str], games: int, seed: int) -> list[dict]:
+def _schedule(players: list[str], games: int, seed: int, pairs: list[tuple[int, int]] | None = None
+              ) -> list[dict]:
+    """The games of each pair (i, j) of player indices (default: all i < j); a game's seed names the pair
+    by its indices, so a pair plays the same games whichever other pairs are scheduled."""
+    if pairs is None:
+        pairs = [(i, j) for i in range(len(players)) for j in range(i + 1, len(players))]
     out = []
-    for i in range(len(players)):
-        for j in range(i + 1, len(players)):
-            for g in range(games):
-                a_left = g % 2 == 0
-                out.append({"a": players[i], "b": players[j], "game": g,
-                            "left": players[i] if a_left else players[j],
-                            "right": players[j] if a_left else players[i],
-                            "one_starts": (g // 2) % 2 == 0, "seed": [seed, i, j, g]})
+    for i, j in pairs:
+        for g in range(games):
+            a_left = g % 2 == 0
+            out.append({"a": players[i], "b": players[j], "game": g,
+                        "left": players[i] if a_left else players[j],
+                        "right": players[j] if a_left else players[i],
+                        "one_starts": (g // 2) % 2 == 0, "seed": [seed, i, j, g]})
     return out
 
 
-def play_games(players: list[str], games: int, workers: int = 2, seed: int = 0) -> list[dict]:
-    """All games of the round robin; each record has ``a, b`` (the pair in player order), ``left, right``,
-    ``winner`` (+1 left scored, -1 right scored, 0 draw) and ``result`` (the same from ``a``'s view).
+def play_games(players: list[str], games: int, workers: int = 2, seed: int = 0,
+               pairs: list[tuple[int, int]] | None = None) -> list[dict]:
+    """All games of the round robin (or of the given `pairs` of player indices); each record has ``a, b`` (the
+    pair in player order), ``left, right``, ``winner`` (+1 left scored, -1 right scored, 0 draw) and
+    ``result`` (the same from ``a``'s view).
 
     With ``workers > 1`` the games run in spawned processes, so a calling script needs the usual
     ``if __name__ == "__main__":`` guard."""
-    schedule = _schedule(players, games, seed)
+    schedule = _schedule(players, games, seed, pairs)
     if workers == 1:
         records = [_play(game) for game in schedule]
     else:  # spawn: no forked torch state; each process loads the checkpoints it meets once
@@ -184,7 +190,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _check_players(players: list[str]) -> None:
+def check_players(players: list[str]) -> None:
     """Clear errors before any game: unknown names, duplicates, checkpoints that cannot play hockey."""
     if len(players) < 2:
         sys.exit(f"PLAYER={' '.join(players)}: a tournament needs at least two players")
@@ -215,7 +221,7 @@ def main(argv=None) -> list[dict]:
         sys.exit(f"games={args.games}: must be >= 1")
     if args.workers < 1:
         sys.exit(f"workers={args.workers}: must be >= 1")
-    _check_players(args.players)
+    check_players(args.players)
     out = Path(args.out or f"runs/tournament/{_dt.datetime.now():%Y-%m-%d_%H-%M-%S}")
     out.mkdir(parents=True, exist_ok=True)
 
