@@ -1,4 +1,7 @@
-"""Agents restored from checkpoints, for evaluation and as opponents."""
+"""Agents restored from checkpoints, for evaluation and as opponents, and their policy-only export:
+
+    python -m src.policy export runs/.../checkpoints/latest.pt pretrained/hockey/agent.pt
+"""
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +50,32 @@ class CheckpointPolicy:
         action = self.agent.act(torch.as_tensor(np.asarray(obs, np.float32)), t0=self._t0, eval_mode=True)
         self._t0 = False
         return action.numpy()
+
+
+def export_policy(src: str | Path, out: str | Path) -> Path:
+    """Write the policy-only copy of a checkpoint (what acting needs: no optimisers, no replay buffer), e.g. a
+    run's latest.pt as a small file to ship or to play against."""
+    payload = checkpoint.load(src)
+    agent, cfg, spec = load_agent(src)
+    checkpoint.save(Path(out), cfg, spec, agent, payload["trainer"], policy_only=True)
+    return Path(out)
+
+
+def main(argv=None) -> None:
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m src.policy", description="Export a checkpoint's policy: "
+                                "python -m src.policy export runs/.../checkpoints/latest.pt pretrained/hockey/a.pt")
+    sub = p.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("export", help="write the policy-only copy of a checkpoint")
+    export.add_argument("checkpoint")
+    export.add_argument("out")
+    args = p.parse_args(argv)
+    try:
+        out = export_policy(args.checkpoint, args.out)
+    except checkpoint.CheckpointError as e:
+        raise SystemExit(f"Cannot export: {e}")
+    print(f"{out}: {out.stat().st_size / 2**20:.1f} MB, policy only")
+
+
+if __name__ == "__main__":
+    main()

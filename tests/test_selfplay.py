@@ -375,3 +375,27 @@ def test_play_takes_a_checkpoint_as_opponent(tmp_path):
     assert np.asarray(basic(observations[0])).shape == (4,)
     with pytest.raises(SystemExit, match="not both"):
         play.make_opponent(play.parse_args(["--opponent-checkpoint", str(path), "--opponent-policy", "a:b"]))
+
+
+def test_export_writes_a_small_policy_that_acts_identically(tmp_path):
+    """python -m src.policy export: a training checkpoint's policy-only copy, without optimiser state."""
+    from src.policy import main as policy_cli
+    cfg, spec, agent = _hockey_agent("agent=dreamer", "model_size=XS")
+    full = tmp_path / "latest.pt"
+    checkpoint.save(full, cfg, spec, agent, {"step": 7, "trainer": "online"})
+    policy_cli(["export", str(full), str(tmp_path / "small.pt")])
+    small = checkpoint.load(tmp_path / "small.pt")
+    assert small["policy_only"] and small["trainer"]["step"] == 7
+    assert (tmp_path / "small.pt").stat().st_size < full.stat().st_size
+    env = make_hockey_env(opponent="weak", seed=1)
+    observations = [env.reset()[0]] + [env.step(np.random.default_rng(t).uniform(-1, 1, 4))[0] for t in range(3)]
+    expected = _actions(lambda o, t0: agent.act(torch.as_tensor(o), t0=t0, eval_mode=True), observations)
+    policy = checkpoint_policy(tmp_path / "small.pt")
+
+    def play(o, t0):
+        if t0:
+            policy.reset()
+        return policy(o)
+    np.testing.assert_array_equal(_actions(play, observations).numpy(), expected.numpy())
+    with pytest.raises(SystemExit, match="Cannot export"):
+        policy_cli(["export", str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")])
