@@ -27,7 +27,6 @@ class BaseTrainer:
         self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
         self.step = 0
         self._elapsed = 0.0
-        self._next_multi_gamma_log = 0  # not checkpointed: a resumed run writes its first snapshot at once
         self.finished = False  # the final evaluation and checkpoint are done: resuming has nothing to do
         self.guard = NonFiniteGuard(agent, cfg.on_nonfinite, self.run_dir)
 
@@ -140,19 +139,16 @@ class BaseTrainer:
         self.logger.log({**row, "elapsed_time": self._elapsed}, self.step, "eval")
         return row
 
-    def _multi_gamma_snapshot(self) -> None:
-        """Every multi_gamma.log_interval_steps steps (at the first call past each multiple; online: episode
-        ends), a bounded snapshot of the auxiliary heads as JSON lines: the standard tier has 4 examples'
-        targets and predictions, multi_gamma.debug_logging=true up to log_num_examples with every field."""
-        mg = self.cfg.multi_gamma
-        if not (mg.enabled and len(self.buffer) > 0) or self.step < self._next_multi_gamma_log:
+    def _write_diagnostics(self) -> None:
+        """Agents with diagnostics (an optional `diagnostics(step, sample)` method; TD-MPC2's multi-discount
+        snapshots) decide when they are due and return {name: JSON records}; each name's records are appended
+        to <run_dir>/<name>.jsonl. `sample()` draws a replay batch only if the agent asks for one."""
+        if not hasattr(self.agent, "diagnostics") or len(self.buffer) == 0:
             return
-        self._next_multi_gamma_log = (self.step // mg.log_interval_steps + 1) * mg.log_interval_steps
-        examples = mg.log_num_examples if mg.debug_logging else min(4, mg.log_num_examples)
-        records = self.agent.multi_gamma_snapshot(self.buffer.sample(), examples, full=mg.debug_logging)
-        with open(self.run_dir / "multi_gamma_snapshots.jsonl", "a") as f:
-            for record in records:
-                f.write(json.dumps({"step": self.step, **record}) + "\n")
+        for name, records in self.agent.diagnostics(self.step, self.buffer.sample).items():
+            with open(self.run_dir / f"{name}.jsonl", "a") as f:
+                for record in records:
+                    f.write(json.dumps(record) + "\n")
 
 
 class NonFiniteError(RuntimeError):

@@ -58,7 +58,7 @@ class OfflineTrainer(BaseTrainer):
         try:
             while self.step < cfg.steps:
                 self._evaluate_if_due(start, progress)
-                self._multi_gamma_snapshot()
+                self._write_diagnostics()
                 t0 = time.perf_counter()
                 metrics = self.guard.update(self.buffer.sample(), self.step + 1, self.step + 1)
                 dt = time.perf_counter() - t0

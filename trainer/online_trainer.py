@@ -76,7 +76,7 @@ class OnlineTrainer(BaseTrainer):
         try:
             while self.step < cfg.steps:
                 self._evaluate_if_due(start, progress)
-                self._multi_gamma_snapshot()
+                self._write_diagnostics()
                 self.hooks.before_episode(self.step, self.agent, {"step": self.step, "trainer": self.name})
                 t_episode = time.time()
                 steps_before = self.step

@@ -34,6 +34,7 @@ class TDMPC2:
             self.discounts = discounts(cfg, spec)  # [primary, auxiliary...]
             self.discount = self.discounts[0]
         self.model = WorldModel(cfg, spec, self.discounts).to(device)
+        self._next_diagnostics = 0  # not checkpointed: a resumed run writes its first snapshot at once
         self.precision = resolve(cfg.precision, device)  # fp32 | bf16 | bf16_emulated (common/precision.py)
         m = self.model
         # from the model's parameters, so a head added to the model is trained without being listed here: the
@@ -246,6 +247,19 @@ class TDMPC2:
             metrics[f"aux_value_pred_mean/g{gamma:g}"] = decoded[i].mean()
             metrics[f"aux_value_pred_std/g{gamma:g}"] = decoded[i].std()
         return self.cfg.multi_gamma.loss_weight * per_discount.sum(), metrics
+
+    def diagnostics(self, step: int, sample) -> dict[str, list[dict]]:
+        """The trainer's optional diagnostics hook (trainer/base.py): every multi_gamma.log_interval_steps steps
+        (at the first call past each multiple; online: episode ends) a bounded snapshot of the auxiliary heads
+        on a fresh replay batch `sample()`: the standard tier has 4 examples' targets and predictions,
+        multi_gamma.debug_logging=true up to log_num_examples with every field."""
+        mg = self.cfg.multi_gamma
+        if not mg.enabled or step < self._next_diagnostics:
+            return {}
+        self._next_diagnostics = (step // mg.log_interval_steps + 1) * mg.log_interval_steps
+        examples = mg.log_num_examples if mg.debug_logging else min(4, mg.log_num_examples)
+        records = self.multi_gamma_snapshot(sample(), examples, full=mg.debug_logging)
+        return {"multi_gamma_snapshots": [{"step": step, **record} for record in records]}
 
     @torch.no_grad()
     def multi_gamma_snapshot(self, batch, num_examples: int, full: bool = True) -> list[dict]:
