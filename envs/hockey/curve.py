@@ -45,7 +45,7 @@ def curve_rows(points: list[tuple[int, str]], games: int, workers: int = 2, seed
         for opponent in OPPONENTS:
             row = table[(path, opponent)]
             low, high = wilson_interval(row["a_wins"], row["games"])
-            rows.append({"step": step, "checkpoint": path, "opponent": opponent, "games": row["games"],
+            rows.append({"step": step, "checkpoint": Path(path).name, "opponent": opponent, "games": row["games"],
                          "wins": row["a_wins"], "draws": row["draws"], "losses": row["b_wins"],
                          "win_rate": row["a_wins"] / row["games"], "win_ci95_low": low, "win_ci95_high": high})
     return rows
