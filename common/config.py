@@ -273,6 +273,19 @@ def validate_evaluate(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+def validate_saved_agent(cfg: DictConfig) -> None:
+    """A checkpoint's saved config, before an agent is rebuilt from it to act (evaluation, opponents): its
+    agent is registered and the agent's own rules and the precision hold (an edited or foreign file, or an
+    acting override, fails here naming key, value and rule instead of deep inside the agent). The run's other
+    rules are not checked: its datasets, devices or pool files need not exist where the agent is loaded."""
+    r = Rules(cfg)
+    r.choice("agent", tuple(_AGENT_RULES))
+    r.choice("precision", PRECISIONS)
+    if cfg.agent in _AGENT_RULES:
+        _AGENT_RULES[cfg.agent].config(r)
+    r.raise_if_any()
+
+
 def validate_for_env(cfg: DictConfig, spec) -> None:
     """Rules that need the environment: action space and the primary discount."""
     r = Rules(cfg)

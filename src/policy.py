@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from common import checkpoint
+from common.config import ConfigError, validate_saved_agent
 from envs.spec import EnvSpec
 from src.base import make_agent
 
@@ -25,6 +26,10 @@ def load_agent(path: str | Path, device: torch.device | str = "cpu", overrides: 
         if key not in saved:
             raise checkpoint.CheckpointError(f"{path}: its {saved.get('agent')} agent has no `{key}` to override")
     cfg = OmegaConf.merge(saved, overrides or {})
+    try:
+        validate_saved_agent(cfg)
+    except ConfigError as e:
+        raise checkpoint.CheckpointError(f"{path}: its saved config does not hold: {e}") from None
     spec = EnvSpec(**{k: tuple(v) if k == "obs_shape" else v for k, v in payload["spec"].items()})
     agent = make_agent(cfg, spec, torch.device(device))
     if payload.get("policy_only"):  # a self-play snapshot

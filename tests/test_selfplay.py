@@ -399,3 +399,19 @@ def test_export_writes_a_small_policy_that_acts_identically(tmp_path):
     np.testing.assert_array_equal(_actions(play, observations).numpy(), expected.numpy())
     with pytest.raises(SystemExit, match="Cannot export"):
         policy_cli(["export", str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")])
+
+
+def test_a_saved_config_is_validated_before_the_agent_is_rebuilt(tmp_path):
+    """An opponent or evaluation checkpoint whose saved config breaks its agent's rules fails naming the key,
+    not deep inside the agent; so does an acting override of the wrong type."""
+    from src.policy import load_agent
+    cfg, spec, agent = _hockey_agent(*TINY_TDMPC2)
+    path = tmp_path / "p.pt"
+    checkpoint.save(path, cfg, spec, agent, {"step": 0}, policy_only=True)
+    payload = torch.load(path, weights_only=False)
+    payload["config"]["num_samples"] = -3
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="(?s)saved config does not hold.*num_samples=-3: must be a positive integer"):
+        checkpoint_policy(tmp_path / "edited.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="(?s)saved config does not hold.*mpc"):
+        load_agent(path, overrides={"mpc": "sometimes"})
