@@ -13,13 +13,12 @@ Writes ``curve.csv`` (step, opponent, games, wins, draws, losses, win_rate and i
 from __future__ import annotations
 
 import argparse
-import csv
 import re
 import sys
 from pathlib import Path
 
 from common.math import wilson_interval
-from .tournament import check_players, pair_table, play_games
+from .tournament import check_players, pair_table, play_games, write_csv
 
 OPPONENTS = ("weak", "strong")
 GOALS = {"weak": 0.95, "strong": 0.90}  # the tournament goal of issue 13, drawn on the plot
@@ -95,10 +94,7 @@ def main(argv=None) -> list[dict]:
     out = args.out or args.run_dir / "curve"
     out.mkdir(parents=True, exist_ok=True)
     rows = curve_rows(sorted(points), args.games, args.workers, args.seed)
-    with open(out / "curve.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "curve.csv", rows)
     plot(rows, out / "curve.png", Path(args.run_dir).name)
     for r in rows:
         print(f"step {r['step']:>8}  vs {r['opponent']:6s}  W/D/L {r['wins']}/{r['draws']}/{r['losses']}  "

@@ -34,7 +34,7 @@ import numpy as np
 from .hockey_env import HockeyEnv
 from .opponents import BasicOpponent
 
-__all__ = ["BASIC_PLAYERS", "play_games", "pair_table", "fit_ratings", "check_players", "main"]
+__all__ = ["BASIC_PLAYERS", "play_games", "pair_table", "fit_ratings", "check_players", "write_csv", "main"]
 
 BASIC_PLAYERS = ("weak", "strong", "random")
 ELO_PER_LOGIT = 400 / math.log(10)
@@ -183,7 +183,7 @@ def fit_ratings(players: list[str], pairs: list[dict], virtual_draws: float = 1.
     return sorted(out, key=lambda row: -row["rating"])
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -228,9 +228,9 @@ def main(argv=None) -> list[dict]:
     records = play_games(args.players, args.games, args.workers, args.seed)
     pairs = pair_table(records)
     ratings = fit_ratings(args.players, pairs)
-    _write_csv(out / "games.csv", [{**r, "seed": "-".join(map(str, r["seed"]))} for r in records])
-    _write_csv(out / "pairs.csv", pairs)
-    _write_csv(out / "ratings.csv", ratings)
+    write_csv(out / "games.csv", [{**r, "seed": "-".join(map(str, r["seed"]))} for r in records])
+    write_csv(out / "pairs.csv", pairs)
+    write_csv(out / "ratings.csv", ratings)
 
     print(f"{len(records)} games, {args.games} per pair, sides alternating\n")
     print("| player A | player B | A wins | draws | B wins | A score |")
