@@ -95,7 +95,7 @@ def main(argv=None) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     rows = curve_rows(sorted(points), args.games, args.workers, args.seed)
     write_csv(out / "curve.csv", rows)
-    plot(rows, out / "curve.png", Path(args.run_dir).name)
+    plot(rows, out / "curve.png", "/".join(Path(args.run_dir).resolve().parts[-4:]))  # agent/exp/seed/time
     for r in rows:
         print(f"step {r['step']:>8}  vs {r['opponent']:6s}  W/D/L {r['wins']}/{r['draws']}/{r['losses']}  "
               f"win {r['win_rate']:.3f} [{r['win_ci95_low']:.3f}, {r['win_ci95_high']:.3f}]")
