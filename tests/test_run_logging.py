@@ -114,3 +114,21 @@ def test_results_names_of_sweep_jobs_never_collide():
     assert names[3] == "tdmpc2-default-seed3-ablation=A1.csv"  # safe and short: readable as it is
     assert results_csv_name(cfg, ["ablation=A1", "threads=1"]) == results_csv_name(cfg, ["threads=1", "ablation=A1"])
     assert all("/" not in n and "[" not in n and len(n) < 150 for n in names)
+
+
+def test_interrupt_before_the_first_episode_of_a_resumed_run_keeps_its_step(tiny_tdmpc2, tmp_path):
+    """Ctrl-C (or SIGTERM) during the evaluation a resumed run starts with: the checkpoint keeps the resumed
+    step (it used to save step 0, so the next resume restarted the count with the old buffer)."""
+    from common import checkpoint
+    cfg, env, spec, agent = tiny_tdmpc2("eval_freq=1000", "eval_episodes=1", "checkpoint_freq=100000",
+                                        "save_buffer=false", "logger.progress=false", "steps=5000")
+    trainer = OnlineTrainer(cfg, env, spec, agent, Buffer(5000, agent.seq_len, agent.batch_size),
+                            Logger(tmp_path, cfg), tmp_path)
+    trainer.step, trainer._next_eval = 3000, 3000  # as restored from a checkpoint at 3000 frames
+
+    def interrupted():
+        raise KeyboardInterrupt
+    trainer.evaluate = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert checkpoint.load(trainer.ckpt_path)["trainer"]["step"] == 3000

@@ -73,6 +73,7 @@ class OnlineTrainer(BaseTrainer):
         cfg = self.cfg
         progress = _Progress(cfg.steps, self.step, enabled=cfg.logger.progress)
         start = time.time() - self._elapsed
+        self._episode_start = self.step  # a resumed run interrupted before its first episode keeps its step
         try:
             while self.step < cfg.steps:
                 self._evaluate_if_due(start, progress)
