@@ -46,7 +46,7 @@ def test_heads_exist_only_with_auxiliary_discounts(tiny_tdmpc2):
 
 def test_head_shapes_and_parameter_budget():
     z = torch.randn(3, 5, 512)
-    joint, separate = MultiGammaHead(512, 2, 101, "joint"), MultiGammaHead(512, 2, 101, "separate")
+    joint, separate = (MultiGammaHead(512, [0.9, 0.95], 101, kind, loss_weight=1.0) for kind in ("joint", "separate"))
     assert joint(z).shape == separate(z).shape == (2, 3, 5, 101)
     per_discount = 512 * 101 + 101  # the seed's budget: about 52k per auxiliary discount at latent 512
     assert sum(p.numel() for p in joint.parameters()) == 2 * per_discount
@@ -64,7 +64,8 @@ def test_targets_are_one_step_td_with_primary_bootstrap(tiny_tdmpc2):
     terminated = torch.tensor([[[0.0]], [[1.0]]])
     bootstrap = torch.tensor([[[10.0]], [[20.0]]])
     feats = torch.zeros(2, 1, cfg.mlp_dim)  # the heads read the Q ensemble's hidden layer
-    targets, logits, ce = agent._multi_gamma_terms(feats, reward, terminated, bootstrap)
+    targets, logits, ce = agent.model.multi_gamma_head.terms(feats, reward, terminated, bootstrap,
+                                                         agent.model.two_hot)
     expected = torch.tensor([[1 + 0.97 * 10, 2.0], [1 + 0.995 * 10, 2.0]]).view(2, 2, 1, 1)
     assert torch.allclose(targets, expected)
     assert logits.shape == (2, 2, 1, cfg.num_bins) and ce.shape == (2, 2, 1, 1)
@@ -83,7 +84,8 @@ def test_auxiliary_loss_reaches_encoder_and_dynamics_but_not_policy(tiny_tdmpc2,
     zs = agent._rollout(batch["obs"][0], batch["action"][1:])
     _, q_feats = agent.model.Q_with_features(zs[:-1], batch["action"][1:])  # the update's ensemble forward
     feats = agent._multi_gamma_input(zs[:-1], batch["action"][1:], q_feats)
-    loss, metrics = agent._multi_gamma_loss(feats, batch["reward"][1:], batch["terminated"][1:], bootstrap)
+    loss, metrics = agent.model.multi_gamma_head.loss(feats, batch["reward"][1:], batch["terminated"][1:],
+                                                  bootstrap, agent.model.two_hot, agent._rho)
     loss.backward()
     m = agent.model
     reached = (m.encoder, m.dynamics, m.multi_gamma_head) + ((m.q_ensemble,) if grad_to_q else ())

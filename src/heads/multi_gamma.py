@@ -17,27 +17,53 @@ MAX_DISCOUNTS = 6  # the primary and up to 5 auxiliary discounts
 
 
 class MultiGammaHead(nn.Module):
-    """`joint`: one Linear latent -> num_aux * num_bins logits; `separate`: one Linear per discount.
+    """Value heads at the auxiliary `discounts`, with their own training objective (`loss`).
 
-    forward(z (..., latent)) -> logits (num_aux, ..., num_bins).
+    `joint`: one Linear in_dim -> num_aux * num_bins logits; `separate`: one Linear per discount.
+    forward(feats (..., in_dim)) -> logits (num_aux, ..., num_bins).
     """
 
-    def __init__(self, latent_dim: int, num_aux: int, num_bins: int, head: str):
+    def __init__(self, in_dim: int, discounts: list[float], num_bins: int, head: str, loss_weight: float):
         super().__init__()
-        self.num_aux, self.num_bins, self.kind = num_aux, num_bins, head
+        self.num_aux, self.num_bins, self.kind = len(discounts), num_bins, head
+        self.gammas, self.loss_weight = [float(g) for g in discounts], loss_weight
+        # not persistent: the discounts are config (checked against the checkpoint's list when it loads)
+        self.register_buffer("discounts", torch.tensor(self.gammas).view(-1, 1, 1, 1), persistent=False)  # (m,1,1,1)
         if head == "joint":
-            self.joint = nn.Linear(latent_dim, num_aux * num_bins)
+            self.joint = nn.Linear(in_dim, self.num_aux * num_bins)
             zero_(self.joint.weight, self.joint.bias)
         else:
-            self.separate = nn.ModuleList(nn.Linear(latent_dim, num_bins) for _ in range(num_aux))
+            self.separate = nn.ModuleList(nn.Linear(in_dim, num_bins) for _ in range(self.num_aux))
             for layer in self.separate:
                 zero_(layer.weight, layer.bias)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
         if self.kind == "joint":
-            logits = self.joint(z).unflatten(-1, (self.num_aux, self.num_bins))  # (..., num_aux, num_bins)
+            logits = self.joint(feats).unflatten(-1, (self.num_aux, self.num_bins))  # (..., num_aux, num_bins)
             return logits.movedim(-2, 0)  # (num_aux, ..., num_bins)
-        return torch.stack([layer(z) for layer in self.separate])  # (num_aux, ..., num_bins)
+        return torch.stack([layer(feats) for layer in self.separate])  # (num_aux, ..., num_bins)
+
+    def terms(self, feats, reward, terminated, bootstrap, two_hot):
+        """One-step TD targets r + gamma_i (1 - term) V(s') for each auxiliary discount, with the primary
+        bootstrap V (no gradient): targets (m, T, B, 1), the heads' logits (m, T, B, num_bins) on `feats`
+        (T, B, in_dim), their two-hot cross-entropy (m, T, B, 1). reward, terminated, bootstrap: (T, B, 1)."""
+        targets = reward + self.discounts * (1 - terminated) * bootstrap
+        logits = self(feats)
+        return targets, logits, two_hot.ce(logits, targets)
+
+    def loss(self, feats, reward, terminated, bootstrap, two_hot, rho):
+        """(loss_weight times the sum over discounts of each head's cross-entropy, weighted by `rho` (T,) over
+        the rollout steps and averaged over them; detached metrics per discount)."""
+        _, logits, ce = self.terms(feats, reward, terminated, bootstrap, two_hot)
+        per_discount = (ce.mean((2, 3)) * rho).sum(1) / rho.shape[0]  # (m,)
+        with torch.no_grad():
+            decoded = two_hot.decode(logits)  # (m, T, B, 1)
+        metrics = {"aux_value_ce/mean": per_discount.mean()}
+        for i, gamma in enumerate(self.gammas):
+            metrics[f"aux_value_ce/g{gamma:g}"] = per_discount[i]
+            metrics[f"aux_value_pred_mean/g{gamma:g}"] = decoded[i].mean()
+            metrics[f"aux_value_pred_std/g{gamma:g}"] = decoded[i].std()
+        return self.loss_weight * per_discount.sum(), metrics
 
 
 # ------------------------------------------------------------------ config rules (common/config.py)

@@ -53,7 +53,6 @@ class TDMPC2:
         self.seq_len = cfg.horizon + 1
         self.batch_size = cfg.batch_size
         self._rho = cfg.rho ** torch.arange(cfg.horizon, device=device, dtype=torch.float32)  # (T,)
-        self._aux_discounts = torch.tensor(self.discounts[1:], device=device).view(-1, 1, 1, 1)  # (m, 1, 1, 1)
         self._prev_mean = torch.zeros(cfg.horizon, spec.action_dim, device=device)
         self._plan_stats = torch.zeros(len(PLANNER_STATS) + 1, device=device)  # sums over training plans, count
         self._plan_fn, self._update_fn = self._plan, self._update
@@ -192,8 +191,8 @@ class TDMPC2:
         metrics = {"consistency_loss": consistency_loss, "reward_loss": reward_loss, "value_loss": value_loss,
                    "termination_loss": termination_loss}
         if m.multi_gamma_head is not None:
-            aux_loss, aux_metrics = self._multi_gamma_loss(self._multi_gamma_input(_zs, action, q_feats), reward,
-                                                           terminated, bootstrap)
+            aux_loss, aux_metrics = m.multi_gamma_head.loss(self._multi_gamma_input(_zs, action, q_feats), reward,
+                                                            terminated, bootstrap, m.two_hot, self._rho)
             total = total + aux_loss
             metrics.update(aux_metrics)
         if m.aux_heads is not None:  # auxiliary task heads on the rollout latents, rho**t weighted like the reward
@@ -226,28 +225,6 @@ class TDMPC2:
         ensemble too; false: a forward with detached ensemble weights (the gradient reaches z only)."""
         return q_feats if self.cfg.multi_gamma.grad_to_q else self.model.Q_features(zs, action, detach=True)
 
-    def _multi_gamma_terms(self, feats, reward, terminated, bootstrap):
-        """One-step TD targets r + gamma_i (1 - term) V(s') for each auxiliary discount, with the primary
-        bootstrap V (no gradient): targets (m, T, B, 1), logits (m, T, B, num_bins) of the heads on `feats`
-        (`_multi_gamma_input`), CE (m, T, B, 1)."""
-        targets = reward + self._aux_discounts * (1 - terminated) * bootstrap
-        logits = self.model.multi_gamma_head(feats)
-        return targets, logits, self.model.two_hot.ce(logits, targets)
-
-    def _multi_gamma_loss(self, feats, reward, terminated, bootstrap):
-        """Two-hot cross-entropy of each auxiliary head, rho**t weighted, averaged over the horizon."""
-        m, T = self.model, self.cfg.horizon
-        _, logits, ce = self._multi_gamma_terms(feats, reward, terminated, bootstrap)
-        per_discount = (ce.mean((2, 3)) * self._rho).sum(1) / T  # (m,)
-        with torch.no_grad():
-            decoded = m.two_hot.decode(logits)  # (m, T, B, 1)
-        metrics = {"aux_value_ce/mean": per_discount.mean()}
-        for i, gamma in enumerate(self.discounts[1:]):
-            metrics[f"aux_value_ce/g{gamma:g}"] = per_discount[i]
-            metrics[f"aux_value_pred_mean/g{gamma:g}"] = decoded[i].mean()
-            metrics[f"aux_value_pred_std/g{gamma:g}"] = decoded[i].std()
-        return self.cfg.multi_gamma.loss_weight * per_discount.sum(), metrics
-
     def diagnostics(self, step: int, sample) -> dict[str, list[dict]]:
         """The trainer's optional diagnostics hook (trainer/base.py): every multi_gamma.log_interval_steps steps
         (at the first call past each multiple; online: episode ends) a bounded snapshot of the auxiliary heads
@@ -274,7 +251,8 @@ class TDMPC2:
         next_z = self.model.encode(obs[1:])
         bootstrap = self.model.Q(next_z, self.model.pi(next_z)[0], return_type="min", target=True)  # (T, B, 1)
         zs = self._rollout(obs[0], action)[:-1]  # (T, B, latent)
-        targets, logits, ce = self._multi_gamma_terms(self.model.Q_features(zs, action), reward, terminated, bootstrap)
+        targets, logits, ce = self.model.multi_gamma_head.terms(self.model.Q_features(zs, action), reward,
+                                                                terminated, bootstrap, self.model.two_hot)
         preds = self.model.two_hot.decode(logits)  # (m, T, B, 1)
         top_p, top_bin = logits.softmax(-1).topk(2, dim=-1)  # (m, T, B, 2)
         records = []

@@ -48,7 +48,8 @@ class WorldModel(nn.Module):
         self.multi_gamma_head = None
         if len(discounts) > 1:
             # it reads the Q ensemble's last hidden layer (Q_features), as wide as mlp_dim
-            self.multi_gamma_head = MultiGammaHead(mlp_dim, len(discounts) - 1, cfg.num_bins, cfg.multi_gamma.head)
+            self.multi_gamma_head = MultiGammaHead(mlp_dim, discounts[1:], cfg.num_bins, cfg.multi_gamma.head,
+                                                   cfg.multi_gamma.loss_weight)
         self.aux_heads = None  # auxiliary task heads (aux_heads.*) on the latent, trained with the model loss
         if aux_heads_enabled(cfg):
             self.aux_heads = AuxTaskHeads(latent, [mlp_dim], Mish, cfg.aux_heads.weights)
