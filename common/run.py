@@ -130,12 +130,16 @@ def _started(run: Path) -> list:
 RESUME_MAY_CHANGE = ("resume", "steps")
 
 
+def override_key(override) -> str:
+    """The config key a Hydra override sets: `a.b` for `a.b=1`, `+a.b=1`, `++a.b=1` and `~a.b`."""
+    return str(override).split("=", 1)[0].lstrip("+~")
+
+
 def job_identity(overrides) -> dict:
-    """A sweep job's overrides as {key: value}, less RESUME_MAY_CHANGE: what makes two jobs the same run
-    whatever their order on the command line or their job number."""
-    pairs = (str(o).split("=", 1) for o in overrides)
-    identity = {key: value for key, value, *_ in (pair + [""] for pair in pairs)}
-    return {key: value for key, value in identity.items() if key.lstrip("+~") not in RESUME_MAY_CHANGE}
+    """A sweep job's overrides as {key as written (`+a.b`): value}, less RESUME_MAY_CHANGE: what makes two jobs
+    the same run whatever their order on the command line or their job number."""
+    return {written: value for written, _, value in (str(o).partition("=") for o in overrides)
+            if override_key(written) not in RESUME_MAY_CHANGE}
 
 
 def _job_overrides(job_dir: Path):
@@ -242,8 +246,7 @@ def results_csv_name(cfg, job_overrides=None) -> str:
     `_`; then, or past 80 characters (cut there), a hash of the exact overrides keeps the name unique.
     `resume` is left out too: a job resumed with the same command rewrites its own curve."""
     name = f"{cfg.agent}-{cfg.exp_name}-seed{cfg.seed}"
-    overrides = ",".join(sorted(o for o in job_overrides or ()
-                                if o.split("=")[0].lstrip("+~") not in ("seed", "resume")))
+    overrides = ",".join(sorted(o for o in job_overrides or () if override_key(o) not in ("seed", "resume")))
     if overrides:
         safe = re.sub(r"[^A-Za-z0-9._=,+-]", "_", overrides)
         if safe != overrides or len(safe) > 80:

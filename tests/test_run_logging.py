@@ -101,6 +101,14 @@ def test_run_directory_and_checkpoint_name_the_code(tiny_tdmpc2, tmp_path):
     assert checkpoint.load(tmp_path / "ckpt.pt")["source"] == recorded
 
 
+def test_override_keys_and_job_identity():
+    from common.run import job_identity, override_key
+    assert override_key("a.b=1") == override_key("+a.b=1") == override_key("++a.b=x=y") == override_key("~a.b") == "a.b"
+    # resume and steps may change when a sweep is resumed; a `+`-added key keeps its prefix in the identity
+    assert job_identity(["seed=1", "resume=true", "+steps=5", "+x=a=b", "~y"]) == {"seed": "1", "+x": "a=b", "~y": ""}
+    assert job_identity(["b=2", "a=1"]) == job_identity(["a=1", "b=2", "steps=9"])
+
+
 def test_results_names_of_sweep_jobs_never_collide():
     from omegaconf import OmegaConf
     from common.run import results_csv_name
