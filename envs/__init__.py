@@ -50,14 +50,6 @@ def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
     return env, kind
 
 
-def _opponent_pool(env):
-    """The self-play OpponentPool (hockey.opponent=selfplay) of an env from make_env, else None."""
-    from envs.hockey.selfplay import OpponentPool
-    task = getattr(getattr(env, "env", None), "unwrapped", None)  # TorchEnv -> wrappers -> HockeyTask
-    policy = getattr(task, "opponent_policy", None)
-    return policy if isinstance(policy, OpponentPool) else None
-
-
 def task_hooks(cfg, env, spec, run_dir):
     """The task's training hooks (envs/hooks.py) for an env from make_env."""
     from envs.hooks import TaskHooks
@@ -66,7 +58,9 @@ def task_hooks(cfg, env, spec, run_dir):
         return MultitaskHooks(env, len(spec.tasks))
     if task_kind(spec.task) == "hockey":
         from envs.hockey.hooks import HockeyHooks
-        return HockeyHooks(cfg, spec, run_dir, _opponent_pool(env))
+        from envs.hockey.selfplay import OpponentPool
+        opponent = env.unwrapped.opponent_policy  # the HockeyTask's: a self-play pool, a frozen agent or None
+        return HockeyHooks(cfg, spec, run_dir, opponent if isinstance(opponent, OpponentPool) else None)
     return TaskHooks()
 
 

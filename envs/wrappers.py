@@ -65,6 +65,11 @@ class TorchEnv:
         self._rng = np.random.default_rng(seed)
         env.action_space.seed(seed)
 
+    @property
+    def unwrapped(self) -> gym.Env:
+        """The innermost gymnasium env (gymnasium's name for it): the task object itself, below every wrapper."""
+        return self.env.unwrapped
+
     def reset(self) -> torch.Tensor:
         seed, self._seed = self._seed, None  # seed only the first reset; later resets continue the RNG
         obs, _ = self.env.reset(seed=seed)
@@ -91,7 +96,7 @@ class TorchEnv:
         """Every random state that decides what the env does next, for checkpoints (taken between episodes):
         the random-action generator, whether the first reset still has to seed the env, the action space's
         generator, and the env's own (`rng_state()` of envs that define it, else gymnasium's `np_random`)."""
-        env = self.env.unwrapped
+        env = self.unwrapped
         own = env.rng_state() if hasattr(env, "rng_state") else None
         if own is None and getattr(env, "_np_random", None) is not None:
             own = {"np_random": env._np_random.bit_generator.state}
@@ -100,7 +105,7 @@ class TorchEnv:
                 "action_space": space.bit_generator.state if space is not None else None}
 
     def set_rng_state(self, state: dict) -> None:
-        env = self.env.unwrapped
+        env = self.unwrapped
         self._rng.bit_generator.state = state["rand_act"]
         self._seed = state["first_reset_seed"]
         if state["action_space"] is not None:

@@ -59,8 +59,8 @@ def make_opponent(args):
         raise SystemExit("give --opponent-policy or --opponent-checkpoint, not both")
     if args.opponent_checkpoint:
         from .selfplay import checkpoint_policy
-        return checkpoint_policy(args.opponent_checkpoint)
-    if args.opponent_policy:
+        policy = checkpoint_policy(args.opponent_checkpoint)
+    elif args.opponent_policy:
         policy = load_callable(args.opponent_policy)
     else:
         policy = BasicOpponent(weak=args.opponent == "weak").act
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
                 break
             obs2 = env.obs_agent_two()
             a_human = human.act(obs if human_player == 1 else obs2)
-            a_bot = np.asarray(act_opponent(obs2 if human_player == 1 else obs), dtype=np.float64).reshape(4)
+            a_bot = act_opponent(obs2 if human_player == 1 else obs)
             action = np.hstack([a_human, a_bot] if human_player == 1 else [a_bot, a_human])
             obs, _, done, _, info = env.step(action)
             env.render()
