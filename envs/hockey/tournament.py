@@ -2,7 +2,8 @@
 
     python -m envs.hockey.tournament weak strong random runs/a/latest.pt [--games 100] [--workers 2]
 
-PLAYER is ``weak`` / ``strong`` (the BasicOpponents), ``random`` (uniform random actions) or a checkpoint of
+PLAYER is ``weak`` / ``strong`` (the BasicOpponents), ``random`` (uniform random actions), ``still`` (never
+moves: the baseline an agent must beat to have learnt anything; it still wins a few games) or a checkpoint of
 either agent (TD-MPC2 or Dreamer, training checkpoint or self-play snapshot; it acts deterministically).
 Every pair plays ``--games`` games in NORMAL mode; game ``g`` puts the pair's first player on the left when ``g``
 is even and the puck on the left player's half when ``g // 2`` is even, so every four games cover all
@@ -36,7 +37,7 @@ from .opponents import BasicOpponent
 
 __all__ = ["BASIC_PLAYERS", "play_games", "pair_table", "fit_ratings", "check_players", "write_csv", "main"]
 
-BASIC_PLAYERS = ("weak", "strong", "random")
+BASIC_PLAYERS = ("weak", "strong", "random", "still")
 ELO_PER_LOGIT = 400 / math.log(10)
 # every game the first episode of a just-constructed game: no Box2D history, no possession carried over
 _FRESH_GAME = ("fresh_world", "counters_reset")
@@ -50,6 +51,8 @@ def _policy(player: str, seed: int):
     if player == "random":
         rng = np.random.default_rng(seed)
         return lambda obs: rng.uniform(-1, 1, 4)
+    if player == "still":
+        return lambda obs: np.zeros(4)
     if player in ("weak", "strong"):
         return BasicOpponent(weak=player == "weak", rng=np.random.RandomState(seed)).act
     import torch
