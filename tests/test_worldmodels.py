@@ -190,6 +190,31 @@ def test_vector_env_rollout_shapes():
     trainer.envs.close()
 
 
+def test_onpolicy_resume_restores_finished_and_env_rng_and_guards_updates(tmp_path):
+    """The on-policy trainer loads what every trainer's checkpoint carries (whether the run finished, the
+    evaluation env's RNG), and its updates go through on_nonfinite's guard."""
+    from envs import make_env
+    from common.logger import Logger
+    from trainer.base import NonFiniteError
+    from trainer.onpolicy_trainer import OnPolicyTrainer
+    cfg, spec, agent = _agent()
+    env, _ = make_env(cfg)
+    trainer = OnPolicyTrainer(cfg, env, spec, agent, None, None, tmp_path)
+    env.reset()
+    saved = {**trainer.state(), "step": cfg.steps, "finished": True, "env": env.rng_state()}
+    expected = env.rand_act()
+    env.rand_act()
+    trainer.load_state(saved)
+    assert trainer.finished and torch.equal(env.rand_act(), expected)
+    trainer.envs.close()
+    cfg, spec, agent = _agent("eval_episodes=1", "logger.progress=false")
+    agent.update = lambda rollout: {"loss": torch.tensor(float("nan"))}  # on_nonfinite=stop, the default
+    trainer = OnPolicyTrainer(cfg, env, spec, agent, None, Logger(tmp_path, cfg), tmp_path)
+    with pytest.raises(NonFiniteError, match="non-finite loss=nan in update 1 at step 0"):
+        trainer.train()
+    assert (tmp_path / "diagnostic.pt").exists()
+
+
 def test_pixel_task_conv_encoder_shapes():
     from envs import make_env
     from src import make_agent

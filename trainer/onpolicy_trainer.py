@@ -46,6 +46,7 @@ class OnPolicyTrainer(BaseTrainer):
     def load_state(self, state: dict) -> None:
         self.step, self.episode, self.updates = state["step"], state["episode"], state["updates"]
         self._next_eval, self._next_ckpt, self._elapsed = state["next_eval"], state["next_ckpt"], state["elapsed"]
+        self.load_common_state(state)
 
     # ------------------------------------------------------------------ loop
     def _reset(self) -> None:
@@ -106,8 +107,8 @@ class OnPolicyTrainer(BaseTrainer):
                     t_row, frames = time.time(), 0  # evaluation time is not training speed
                 rollout, ended = self.rollout(progress)
                 t0 = time.perf_counter()
-                metrics = self.agent.update(rollout)
-                metrics["update_ms"] = 1e3 * (time.perf_counter() - t0)
+                metrics = self.guard.update(rollout, self.updates + 1, self.step)  # on_nonfinite=stop|skip|warn
+                metrics = {} if metrics is None else {**metrics, "update_ms": 1e3 * (time.perf_counter() - t0)}
                 self.updates += 1
                 self.step += self.frames_per_update
                 frames += self.frames_per_update
@@ -116,7 +117,7 @@ class OnPolicyTrainer(BaseTrainer):
                 self._recent.extend(ended)
                 if self._recent:
                     progress.episode_return = self._recent[-1][0]
-                count += 1
+                count += bool(metrics)  # a skipped update (on_nonfinite=skip) adds nothing to the means
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 if self.updates % cfg.logger.log_freq == 0:
