@@ -117,7 +117,6 @@ class Buffer:
         saved._written = state.get("written", len(saved._rb))  # checkpoints before cross-episode slices: no wrap
         if not grow:
             return
-        from tensordict import TensorDict
         steps, start = saved.stored_steps()
         n = steps.shape[0]
         order = (torch.arange(n) + start) % max(n, 1)  # oldest first
@@ -166,7 +165,6 @@ def check_saved(path: Path, state: dict | None = None) -> int:
     read_json(path / "writer" / "metadata.json")
     if length == 0:
         return capacity
-    from tensordict import TensorDict
     data = TensorDict.load_memmap(storage)[:length]  # sizes checked: maps the files as they are
     if state is not None and state.get("written", length) <= capacity:  # not wrapped: episodes 0..N-1 in order
         episode, first = data["episode"].reshape(-1), data["is_first"].reshape(-1).bool()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from common.buffer import SavedBufferError, check_saved
 from common.config import ConfigError, agent_rules, agent_rules_of
 from common.tasks import task_list
 
@@ -233,7 +234,6 @@ def buffer_path(path: Path, payload: dict) -> Path | None:
     (`common.buffer.check_saved` passes) is renamed into place; otherwise CheckpointError names what is missing."""
     if not payload.get("buffer_dir"):
         return None
-    from common.buffer import SavedBufferError, check_saved
     buffer_dir = Path(path).parent / payload["buffer_dir"]
     tmp = buffer_dir.with_name(buffer_dir.name + ".tmp")
     try:

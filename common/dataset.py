@@ -13,6 +13,7 @@ A dataset is a directory:
 An online run with save_dataset=true writes `<run_dir>/dataset` when it finishes.
 """
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -22,9 +23,11 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from tensordict import MemoryMappedTensor, TensorDict
 
-from common.buffer import oldest_row
+from common import checkpoint
+from common.buffer import Buffer, oldest_row
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -86,8 +89,6 @@ def write_dataset(steps: TensorDict, start: int, out: Path, *, spec: dict, confi
 
 def export_buffer(buffer, out: Path, cfg, spec, source: dict | None = None) -> dict:
     """Write a live `common.buffer.Buffer` as a dataset (save_dataset=true at the end of an online run)."""
-    import dataclasses
-    from omegaconf import OmegaConf
     steps, start = buffer.stored_steps()
     return write_dataset(steps, start, out, spec=dataclasses.asdict(spec),
                          config=OmegaConf.to_container(cfg, resolve=True), source=source or {})
@@ -96,7 +97,6 @@ def export_buffer(buffer, out: Path, cfg, spec, source: dict | None = None) -> d
 def export_run(run: Path, out: Path | None = None) -> tuple[Path, dict]:
     """Export the replay buffer saved with a run's latest checkpoint (RUN_DIR, or a checkpoint file).
     Reads the saved buffer memory-mapped; writes `<run_dir>/dataset` unless `out` is given."""
-    from common import checkpoint
     run = Path(run)
     ckpt = run if run.is_file() else run / "checkpoints" / "latest.pt"
     if not ckpt.is_file():
@@ -239,7 +239,6 @@ def load_buffer(paths: list[str], spec, seq_len: int, batch_size: int, device="c
     One dataset used whole is served in place from its memory-mapped files; several datasets or a filter
     copy the chosen episodes, one at a time, into a memory-mapped buffer under `scratch_dir`.
     Returns (buffer, summary line). Raises DatasetError before anything is trained."""
-    from common.buffer import Buffer
     if not paths:
         raise DatasetError("no dataset given (dataset=PATH or dataset=[PATH,PATH])")
     manifests = [read_manifest(Path(p)) for p in paths]

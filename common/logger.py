@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 
 class CSVLog:
@@ -91,7 +92,6 @@ class Logger:
                 import wandb
             except ImportError:
                 raise RuntimeError("logger.wandb=true but the wandb package is not installed (pip install wandb)")
-            from omegaconf import OmegaConf
             # offline unless the user asked otherwise (WANDB_MODE=online), so runs never hang without network
             self._wandb = wandb.init(project=cfg.logger.wandb_project, entity=cfg.logger.wandb_entity,
                                      dir=str(self.run_dir), mode=os.environ.get("WANDB_MODE", "offline"),
