@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
@@ -20,12 +19,13 @@ from common.memory import keep_freed_memory
 from common.run import device_of
 from envs import HOCKEY_TASKS, make_env
 from src.policy import load_agent
-from trainer.evaluation import per_task, run_episode, run_episodes
+from trainer.evaluation import mean_over_tasks, per_task, return_stats, run_episode, run_episodes
 
 
 def returns_summary(returns: list) -> dict:
-    """Mean and (population) standard deviation of evaluation returns, with the returns."""
-    return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)), "returns": returns}
+    """Mean and standard deviation of evaluation returns (as eval.csv has them), with the returns."""
+    mean, std = return_stats(returns)
+    return {"mean_return": mean, "std_return": std, "returns": returns}
 
 
 def save_video(frames: list, path: Path, fps: int = 30) -> Path:
@@ -85,7 +85,7 @@ def main(eval_cfg) -> None:
                                                                                  i)[0]))
         for name, r in results["tasks"].items():
             print(f"{name}: return {r['mean_return']:.1f} +- {r['std_return']:.1f} over {len(r['returns'])} episodes")
-        results["mean_return"] = float(np.mean([r["mean_return"] for r in results["tasks"].values()]))
+        results["mean_return"] = mean_over_tasks(results["tasks"], "mean_return")
         print(f"mean over {len(spec.tasks)} tasks: {results['mean_return']:.1f}")
     else:
         env = env_for()

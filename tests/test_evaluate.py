@@ -71,3 +71,10 @@ def test_compiled_update_matches_eager(tiny_tdmpc2):
     for eager, compiled in zip(*results):
         for k in eager:
             assert torch.allclose(eager[k], compiled[k], rtol=1e-3, atol=1e-4), k
+
+
+def test_return_stats_are_the_ones_eval_csv_and_evaluation_json_share():
+    from trainer.evaluation import mean_over_tasks, return_stats
+    assert return_stats([1.0, 2.0, 3.0]) == (2.0, 1.0)  # the sample std (n - 1), as eval.csv has always had it
+    assert return_stats([5.0]) == (5.0, 0.0)
+    assert mean_over_tasks({"a": {"r": 1.0}, "b": {"r": 4.0}}, "r") == 2.5

@@ -10,7 +10,7 @@ import torch
 
 from common import checkpoint
 from common.logger import write_reference_csv
-from trainer.evaluation import per_task, run_episodes
+from trainer.evaluation import mean_over_tasks, per_task, return_stats, run_episodes
 
 
 class BaseTrainer:
@@ -113,8 +113,7 @@ class BaseTrainer:
         if not self.spec.multitask:
             return self._evaluate_episodes()
         tasks = per_task(self.spec, self._evaluate_episodes)
-        row = {key: sum(r[key] for r in tasks.values()) / len(tasks)
-               for key in ("episode_reward", "episode_success", "episode_length")}
+        row = {key: mean_over_tasks(tasks, key) for key in ("episode_reward", "episode_success", "episode_length")}
         for name, r in tasks.items():
             row[f"episode_reward/{name}"], row[f"episode_reward_std/{name}"] = r["episode_reward"], \
                 r["episode_reward_std"]
@@ -123,9 +122,8 @@ class BaseTrainer:
     def _evaluate_episodes(self, task: int | None = None) -> dict:
         returns, lengths, infos = run_episodes(self.env, self.agent, self.cfg.eval_episodes, task)
         successes = [info.get("success", 0.0) for info in infos]
-        t = torch.tensor(returns)
-        return {"episode_reward": t.mean().item(), "episode_reward_std": t.std().item()
-                if len(t) > 1 else 0.0, "episode_success": sum(successes) / len(successes),
+        mean, std = return_stats(returns)
+        return {"episode_reward": mean, "episode_reward_std": std, "episode_success": sum(successes) / len(successes),
                 "episode_length": sum(lengths) / len(lengths)}
 
     def _task_kwargs(self) -> dict:

@@ -1,4 +1,5 @@
 """The one evaluation loop, used by the trainers (eval.csv) and by evaluate.py (evaluation.json)."""
+import torch
 
 
 def run_episode(env, agent, eval_mode: bool = True, task: int | None = None, frames: list | None = None):
@@ -24,6 +25,18 @@ def run_episodes(env, agent, episodes: int, task: int | None = None) -> tuple[li
         lengths.append(length)
         infos.append(info)
     return returns, lengths, infos
+
+
+def return_stats(returns: list) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for a single episode) of episode returns: eval.csv's
+    episode_reward and episode_reward_std, evaluation.json's mean_return and std_return."""
+    t = torch.tensor(returns)
+    return t.mean().item(), (t.std().item() if len(t) > 1 else 0.0)
+
+
+def mean_over_tasks(results: dict, key: str) -> float:
+    """The mean of `key` over a per_task result, each task counting once whatever its episode length."""
+    return sum(r[key] for r in results.values()) / len(results)
 
 
 def per_task(spec, evaluate_task) -> dict:
