@@ -8,10 +8,17 @@ name such as `mt3-cartpole`) give a padded multi-task env (envs/multitask.py).
 import gymnasium as gym
 
 from common.config import register_rules
+from common.run import device_of
 from common.tasks import is_multitask, task_label, task_list
 from envs import rules
+from envs.hooks import TaskHooks
+from envs.multitask import MultitaskEnv, MultitaskHooks
 from envs.spec import EnvSpec
 from envs.tasks import AUX_TARGET_KEYS, HOCKEY_TASKS, aux_targets_fn, task_kind  # noqa: F401  (their home)
+from envs.wrappers import ActionRepeat, ImageObservation, RescaleAction, TorchEnv
+
+# Imported where they are used, on purpose: envs.dmcontrol (dm_control and its MuJoCo rendering backend) and
+# envs.hockey.* (Box2D) load only when their task is built; src.policy because src imports envs.
 
 DMC_ACTION_REPEAT = 2  # action_repeat=auto on DeepMind Control (TD-MPC2's and DreamerV3's setting); else 1
 
@@ -20,7 +27,6 @@ register_rules(rules.selfplay_rules)
 
 
 def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
-    from envs.wrappers import ImageObservation, RescaleAction
     kind = task_kind(task)
     if kind == "dmc":
         from envs.dmcontrol import DMControlEnv
@@ -39,7 +45,6 @@ def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
             from src.policy import CheckpointPolicy
             opponent_policy = CheckpointPolicy(h.opponent_checkpoint)
         if opponent == "selfplay":  # BasicOpponents mixed with frozen agents; evaluation plays the task's own
-            from common.run import device_of
             from envs.hockey.selfplay import OpponentPool
             opponent_policy = OpponentPool.from_config(cfg.selfplay, seed, eval_opponent=HOCKEY_TASKS[task][1],
                                                        device=device_of(cfg))
@@ -52,9 +57,7 @@ def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
 
 def task_hooks(cfg, env, spec, run_dir):
     """The task's training hooks (envs/hooks.py) for an env from make_env."""
-    from envs.hooks import TaskHooks
     if spec.multitask:
-        from envs.multitask import MultitaskHooks
         return MultitaskHooks(env, len(spec.tasks))
     if task_kind(spec.task) == "hockey":
         from envs.hockey.hooks import HockeyHooks
@@ -74,7 +77,6 @@ def make_env(cfg, seed: int | None = None):
 
 
 def _make_task_env(cfg, task: str, seed: int):
-    from envs.wrappers import TorchEnv
     env, kind = _build_gym_env(cfg, task, seed)
     action_repeat = _action_repeat(cfg, kind)
     frames = getattr(env.unwrapped, "max_episode_steps", None) or (env.spec.max_episode_steps if env.spec else None)
@@ -97,7 +99,6 @@ def make_vector_env(cfg, num_envs: int, seed: int) -> gym.vector.SyncVectorEnv:
     env, actions in [-1, 1] or action indices, action repeat applied inside each copy. Episodes reset in the
     step that ends them; that step's last observation is in `info['final_obs']` (the on-policy trainer
     bootstraps truncated episodes from it)."""
-    from envs.wrappers import ActionRepeat
 
     def build(i: int) -> gym.Env:
         env, kind = _build_gym_env(cfg, cfg.task, seed + i)
@@ -110,7 +111,6 @@ def _make_multitask_env(cfg, seed: int):
     """One env per task (task i seeded with seed + i, so two tasks of one domain do not start alike), padded
     to the largest observation and action dims. The config check guarantees state observations, continuous
     actions and one action repeat for all tasks."""
-    from envs.multitask import MultitaskEnv
     built = [_make_task_env(cfg, task, seed + i) for i, task in enumerate(task_list(cfg.task))]
     specs = [spec for _, spec in built]
     repeats = {s.action_repeat for s in specs}
