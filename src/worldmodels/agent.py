@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from common.config import primary_discount
+from common.optim import optimiser_step
 from common.precision import in_precision, resolve
 from src.worldmodels.controller import CANDIDATE_STD, Controller, planned_returns
 from src.worldmodels.memory import Memory
@@ -184,14 +185,12 @@ class WorldModels:
             metrics.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach(),
                            entropy=entropy.mean().detach(), advantage_abs=(advantages.abs().mean()).detach(),
                            return_mean=returns.mean().detach())
-        loss.backward()
-        for name, m in self.modules.items():  # before clipping: each part's own gradient norm
-            grads = [p.grad for p in m.parameters() if p.grad is not None]
-            metrics[f"{name}_grad_norm"] = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(
-            [p for m in self.modules.values() for p in m.parameters()], cfg.grad_clip_norm)
-        self.optim.step()
-        self.optim.zero_grad(set_to_none=True)
+        def part_grad_norms():  # before clipping: each part's own gradient norm
+            for name, m in self.modules.items():
+                grads = [p.grad for p in m.parameters() if p.grad is not None]
+                metrics[f"{name}_grad_norm"] = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        params = [p for m in self.modules.values() for p in m.parameters()]
+        metrics["grad_norm"] = optimiser_step(self.optim, loss, params, cfg.grad_clip_norm, before_clip=part_grad_norms)
         metrics.update(vision_loss=vision_loss.detach(), loss=loss.detach())
         return {k: v.detach() for k, v in metrics.items()}
 
