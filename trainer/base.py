@@ -67,6 +67,44 @@ class BaseTrainer:
             self.env.set_rng_state(state["env"])
 
     # ------------------------------------------------------------------ the schedule every trainer runs
+    progress_unit = "step"  # what `steps` counts, for the progress bar's rate
+
+    def train(self) -> None:
+        """Until `steps`: an evaluation when due, one unit of training (`_train_unit`: an episode, an update, a
+        rollout), a checkpoint when due; then the final evaluation and checkpoint. Ctrl-C (and SIGTERM) saves a
+        checkpoint at `_resume_point()` and re-raises."""
+        progress = Progress(self.cfg.steps, self.step, enabled=self.cfg.logger.progress, unit=self.progress_unit)
+        start = time.time() - self._elapsed  # a resumed run's wall time continues from its checkpoint's
+        self._start_training()
+        try:
+            while self.step < self.cfg.steps:
+                self._evaluate_if_due(start, progress)
+                self._train_unit(start, progress)
+                self._checkpoint_if_due(start)
+            self._finish(start, progress)
+        except KeyboardInterrupt:
+            progress.close()
+            self._checkpoint_on_interrupt(start, self._resume_point())
+            raise
+        finally:
+            progress.close()
+            self._stop_training()
+
+    def _start_training(self) -> None:
+        """Before the first unit, of a new or a resumed run."""
+
+    def _train_unit(self, start: float, progress) -> None:
+        """One unit of training, advancing `step`; `start` is the run's (resumed) start time."""
+        raise NotImplementedError
+
+    def _resume_point(self) -> str:
+        """The interrupt checkpoint's step, as its message names it (a trainer may move `step` back to the start of
+        the unit the interrupt cut short)."""
+        return f"step {self.step}"
+
+    def _stop_training(self) -> None:
+        """After the loop, however it ended."""
+
     def _evaluate_if_due(self, start: float, progress) -> bool:
         """An evaluation (eval.csv row) when the step has reached the next multiple of `eval_freq` since 0."""
         if self.step < self._next_eval:

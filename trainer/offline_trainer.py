@@ -4,7 +4,7 @@ from pathlib import Path
 
 from common.config import dataset_paths
 from common.dataset import load_buffer
-from trainer.base import BaseTrainer, Progress, peak_memory_mb
+from trainer.base import BaseTrainer, peak_memory_mb
 
 
 class OfflineTrainer(BaseTrainer):
@@ -16,6 +16,7 @@ class OfflineTrainer(BaseTrainer):
     updates, at the end and on Ctrl-C (no buffer is saved: the datasets stay where they are).
     """
     name = "offline"
+    progress_unit = "update"
 
     def __init__(self, cfg, env, spec, agent, buffer, logger, run_dir: Path):
         super().__init__(cfg, env, spec, agent, buffer, logger, run_dir)
@@ -50,40 +51,36 @@ class OfflineTrainer(BaseTrainer):
         self.load_common_state(state)
 
     # ------------------------------------------------------------------ loop
-    def train(self) -> None:
+    def _start_training(self) -> None:
+        self._new_row()
+
+    def _new_row(self) -> None:
+        self._sums, self._count, self._update_time = {}, 0, 0.0  # since the last train.csv row
+
+    def _train_unit(self, start: float, progress) -> None:
+        """One update; a train.csv row every `log_interval` updates and at the last."""
         cfg = self.cfg
-        progress = Progress(cfg.steps, self.step, enabled=cfg.logger.progress, unit="update")
-        start = time.time() - self._elapsed
-        sums, count, update_time = {}, 0, 0.0
-        try:
-            while self.step < cfg.steps:
-                self._evaluate_if_due(start, progress)
-                self._write_diagnostics()
-                t0 = time.perf_counter()
-                metrics = self.guard.update(self.buffer.sample(), self.step + 1, self.step + 1)
-                dt = time.perf_counter() - t0
-                update_time += dt
-                if metrics is not None:  # None: on_nonfinite=skip dropped it
-                    count += 1
-                    for k, v in metrics.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    sums["update_ms"] = sums.get("update_ms", 0.0) + 1e3 * dt
-                self.step += 1
-                progress.update(1)
-                if self.step >= self._next_log or self.step == cfg.steps:
-                    self._elapsed = time.time() - start
-                    # updates per second: sampling included, evaluation excluded
-                    row = {"updates": self.step, "updates_per_second": count / max(update_time, 1e-9),
-                           "elapsed_time": self._elapsed, "peak_memory_mb": peak_memory_mb(),
-                           **{k: (v / count) for k, v in sums.items()}}
-                    self.logger.log(row, self.step, "train")
-                    sums, count, update_time = {}, 0, 0.0
-                    self._next_log = (self.step // cfg.log_interval + 1) * cfg.log_interval
-                self._checkpoint_if_due(start)
-            self._finish(start, progress)
-        except KeyboardInterrupt:
-            progress.close()
-            self._checkpoint_on_interrupt(start, f"update {self.step}")
-            raise
-        finally:
-            progress.close()
+        self._write_diagnostics()
+        t0 = time.perf_counter()
+        metrics = self.guard.update(self.buffer.sample(), self.step + 1, self.step + 1)
+        dt = time.perf_counter() - t0
+        self._update_time += dt
+        if metrics is not None:  # None: on_nonfinite=skip dropped it
+            self._count += 1
+            for k, v in metrics.items():
+                self._sums[k] = self._sums.get(k, 0.0) + v
+            self._sums["update_ms"] = self._sums.get("update_ms", 0.0) + 1e3 * dt
+        self.step += 1
+        progress.update(1)
+        if self.step >= self._next_log or self.step == cfg.steps:
+            self._elapsed = time.time() - start
+            # updates per second: sampling included, evaluation excluded
+            row = {"updates": self.step, "updates_per_second": self._count / max(self._update_time, 1e-9),
+                   "elapsed_time": self._elapsed, "peak_memory_mb": peak_memory_mb(),
+                   **{k: (v / self._count) for k, v in self._sums.items()}}
+            self.logger.log(row, self.step, "train")
+            self._new_row()
+            self._next_log = (self.step // cfg.log_interval + 1) * cfg.log_interval
+
+    def _resume_point(self) -> str:
+        return f"update {self.step}"

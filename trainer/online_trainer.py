@@ -69,40 +69,32 @@ class OnlineTrainer(BaseTrainer):
         with self.hooks.evaluating():
             return {"episode": self.episode, **super().evaluate()}
 
-    def train(self) -> None:
-        cfg = self.cfg
-        progress = _Progress(cfg.steps, self.step, enabled=cfg.logger.progress)
-        start = time.time() - self._elapsed
+    def _start_training(self) -> None:
         self._episode_start = self.step  # a resumed run interrupted before its first episode keeps its step
-        try:
-            while self.step < cfg.steps:
-                self._evaluate_if_due(start, progress)
-                self._write_diagnostics()
-                self.hooks.before_episode(self.step, self.agent, {"step": self.step, "trainer": self.name})
-                t_episode = time.time()
-                steps_before = self.step
-                ret, length, info, metrics = self._collect_episode(progress)
-                self.episode += 1
-                self._elapsed = time.time() - start
-                fps = (self.step - steps_before) / max(time.time() - t_episode, 1e-9)
-                row = {"episode": self.episode, "episode_reward": ret, "episode_length": length,
-                       "episode_success": info.get("success", 0.0), "fps": fps,
-                       "elapsed_time": self._elapsed, "updates": self.updates, "peak_memory_mb": _peak_memory_mb(),
-                       **self.hooks.episode_stats(info), **metrics,
-                       **(self.agent.planner_stats() if hasattr(self.agent, "planner_stats") else {})}
-                if self.episode % cfg.logger.log_freq == 0:
-                    self.logger.log(row, self.step, "train")
-                progress.episode_return = ret
-                self._checkpoint_if_due(start)
-            self._finish(start, progress)
-        except KeyboardInterrupt:
-            progress.close()
-            # the unfinished episode never reached the buffer: count from its start again
-            self.step = self._episode_start
-            self._checkpoint_on_interrupt(start, f"step {self.step} (the unfinished episode is dropped)")
-            raise
-        finally:
-            progress.close()
+
+    def _train_unit(self, start: float, progress) -> None:
+        """One episode (with the updates due during it) and its train.csv row."""
+        cfg = self.cfg
+        self._write_diagnostics()
+        self.hooks.before_episode(self.step, self.agent, {"step": self.step, "trainer": self.name})
+        t_episode = time.time()
+        steps_before = self.step
+        ret, length, info, metrics = self._collect_episode(progress)
+        self.episode += 1
+        self._elapsed = time.time() - start
+        fps = (self.step - steps_before) / max(time.time() - t_episode, 1e-9)
+        row = {"episode": self.episode, "episode_reward": ret, "episode_length": length,
+               "episode_success": info.get("success", 0.0), "fps": fps,
+               "elapsed_time": self._elapsed, "updates": self.updates, "peak_memory_mb": _peak_memory_mb(),
+               **self.hooks.episode_stats(info), **metrics,
+               **(self.agent.planner_stats() if hasattr(self.agent, "planner_stats") else {})}
+        if self.episode % cfg.logger.log_freq == 0:
+            self.logger.log(row, self.step, "train")
+        progress.episode_return = ret
+
+    def _resume_point(self) -> str:
+        self.step = self._episode_start  # the unfinished episode never reached the buffer: count from its start
+        return f"step {self.step} (the unfinished episode is dropped)"
 
     def _collect_episode(self, progress):
         """Play one episode (random actions while seeding), updating the agent as we go."""

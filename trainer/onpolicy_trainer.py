@@ -95,47 +95,47 @@ class OnPolicyTrainer(BaseTrainer):
         rollout["next_value"] = torch.where(rollout["done"], torch.stack(final_values), following)
         return rollout, finished
 
-    def train(self) -> None:
-        cfg = self.cfg
-        progress = Progress(cfg.steps, self.step, enabled=cfg.logger.progress)
-        start = time.time() - self._elapsed
+    def _start_training(self) -> None:
         self._reset()
-        sums, count, finished, frames, t_row = {}, 0, [], 0, time.time()
-        try:
-            while self.step < cfg.steps:
-                if self._evaluate_if_due(start, progress):
-                    t_row, frames = time.time(), 0  # evaluation time is not training speed
-                rollout, ended = self.rollout(progress)
-                t0 = time.perf_counter()
-                metrics = self.guard.update(rollout, self.updates + 1, self.step)  # on_nonfinite=stop|skip|warn
-                metrics = {} if metrics is None else {**metrics, "update_ms": 1e3 * (time.perf_counter() - t0)}
-                self.updates += 1
-                self.step += self.frames_per_update
-                frames += self.frames_per_update
-                self.episode += len(ended)
-                finished += ended
-                self._recent.extend(ended)
-                if self._recent:
-                    progress.episode_return = self._recent[-1][0]
-                count += bool(metrics)  # a skipped update (on_nonfinite=skip) adds nothing to the means
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                if self.updates % cfg.logger.log_freq == 0:
-                    self._elapsed = time.time() - start
-                    row = {"episode": self.episode, "updates": self.updates, "episodes_ended": len(finished),
-                           "fps": frames / max(time.time() - t_row, 1e-9), "elapsed_time": self._elapsed,
-                           "peak_memory_mb": peak_memory_mb(), **{k: v / count for k, v in sums.items()}}
-                    if finished:
-                        row["episode_reward"] = sum(r for r, _ in finished) / len(finished)
-                        row["episode_length"] = sum(n for _, n in finished) / len(finished)
-                    self.logger.log(row, self.step, "train")
-                    sums, count, finished, frames, t_row = {}, 0, [], 0, time.time()
-                self._checkpoint_if_due(start)
-            self._finish(start, progress)
-        except KeyboardInterrupt:
-            progress.close()
-            self._checkpoint_on_interrupt(start, f"step {self.step} (the unfinished rollout is dropped)")
-            raise
-        finally:
-            progress.close()
-            self.envs.close()
+        self._new_row()
+
+    def _new_row(self) -> None:
+        # since the last train.csv row: metric sums, updates, (return, length) of ended episodes, frames, seconds
+        self._sums, self._count, self._ended, self._frames, self._busy = {}, 0, [], 0, 0.0
+
+    def _train_unit(self, start: float, progress) -> None:
+        """One rollout of every env and one update on it; a train.csv row every `logger.log_freq` updates."""
+        cfg = self.cfg
+        t_unit = time.time()
+        rollout, ended = self.rollout(progress)
+        t0 = time.perf_counter()
+        metrics = self.guard.update(rollout, self.updates + 1, self.step)  # on_nonfinite=stop|skip|warn
+        metrics = {} if metrics is None else {**metrics, "update_ms": 1e3 * (time.perf_counter() - t0)}
+        self.updates += 1
+        self.step += self.frames_per_update
+        self.episode += len(ended)
+        self._ended += ended
+        self._recent.extend(ended)
+        if self._recent:
+            progress.episode_return = self._recent[-1][0]
+        self._count += bool(metrics)  # a skipped update (on_nonfinite=skip) adds nothing to the means
+        for k, v in metrics.items():
+            self._sums[k] = self._sums.get(k, 0.0) + float(v)
+        self._frames += self.frames_per_update
+        self._busy += time.time() - t_unit  # frames per second of rollouts and updates: evaluations excluded
+        if self.updates % cfg.logger.log_freq == 0:
+            self._elapsed = time.time() - start
+            row = {"episode": self.episode, "updates": self.updates, "episodes_ended": len(self._ended),
+                   "fps": self._frames / max(self._busy, 1e-9), "elapsed_time": self._elapsed,
+                   "peak_memory_mb": peak_memory_mb(), **{k: v / self._count for k, v in self._sums.items()}}
+            if self._ended:
+                row["episode_reward"] = sum(r for r, _ in self._ended) / len(self._ended)
+                row["episode_length"] = sum(n for _, n in self._ended) / len(self._ended)
+            self.logger.log(row, self.step, "train")
+            self._new_row()
+
+    def _resume_point(self) -> str:
+        return f"step {self.step} (the unfinished rollout is dropped)"
+
+    def _stop_training(self) -> None:
+        self.envs.close()
