@@ -30,12 +30,17 @@ def seed_everything(cfg) -> None:
     torch.manual_seed(cfg.seed)
 
 
+# bytes per stored step: pixels are uint8, vector observations and actions float32, plus the scalar fields
+PIXEL_BYTES, FLOAT_BYTES, STEP_SCALAR_BYTES = 1, 4, 16  # scalars: reward, terminated, is_first, task, rounded up
+
+
 def buffer_storage(cfg, spec) -> str:
     """'memmap' when the buffer would not fit comfortably in memory (buffer_storage=auto)."""
     if cfg.buffer_storage != "auto":
         return cfg.buffer_storage
-    obs_bytes = int(np.prod(spec.obs_shape)) * (1 if len(spec.obs_shape) == 3 else 4)
-    gigabytes = buffer_capacity(cfg, spec) * (obs_bytes + 4 * spec.action_dim + 16) / 1e9
+    obs_bytes = int(np.prod(spec.obs_shape)) * (PIXEL_BYTES if len(spec.obs_shape) == 3 else FLOAT_BYTES)
+    step_bytes = obs_bytes + FLOAT_BYTES * spec.action_dim + STEP_SCALAR_BYTES
+    gigabytes = buffer_capacity(cfg, spec) * step_bytes / 1e9
     return "memmap" if gigabytes > cfg.buffer_memmap_gb else "memory"
 
 
@@ -239,6 +244,9 @@ def adopt_previous_metrics(ckpt_path: Path, run_dir: Path, trainer_state: dict, 
         logger.truncate_after(trainer_state["step"])
 
 
+RESULTS_NAME_MAX, RESULTS_HASH_LEN = 80, 8  # a sweep job's overrides in its results file name: cut, then hashed
+
+
 def results_csv_name(cfg, job_overrides=None) -> str:
     """File name of the reference-format eval curve: `<agent>-<exp_name>-seed<N>.csv`. A sweep's job (its
     overrides given) adds them, less `seed`, sorted, so jobs that differ in any override never share a file:
@@ -249,8 +257,8 @@ def results_csv_name(cfg, job_overrides=None) -> str:
     overrides = ",".join(sorted(o for o in job_overrides or () if override_key(o) not in ("seed", "resume")))
     if overrides:
         safe = re.sub(r"[^A-Za-z0-9._=,+-]", "_", overrides)
-        if safe != overrides or len(safe) > 80:
-            safe = safe[:80] + "-" + hashlib.sha1(overrides.encode()).hexdigest()[:8]
+        if safe != overrides or len(safe) > RESULTS_NAME_MAX:
+            safe = safe[:RESULTS_NAME_MAX] + "-" + hashlib.sha1(overrides.encode()).hexdigest()[:RESULTS_HASH_LEN]
         name += "-" + safe
     return name + ".csv"
 
