@@ -102,7 +102,7 @@ def test_a_checkpoint_plays_in_worker_processes(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["weak"], "PLAYER=weak: a tournament needs at least two players"),
     (["weak", "weak"], "PLAYER=weak: given more than once"),
-    (["weak", "nobody"], "PLAYER=nobody: must be one of weak, strong, random or an existing checkpoint file"),
+    (["weak", "nobody"], "PLAYER=nobody: must be one of weak, strong, random, still or an existing checkpoint file"),
     (["weak", "random", "--games", "0"], "games=0: must be >= 1"),
     (["weak", "random", "--workers", "0"], "workers=0: must be >= 1"),
 ])
