@@ -2,7 +2,8 @@
 python -m results.report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--reference tdmpc2|dreamerv3|sac]
 
 Groups runs by task, agent and method (ablation name, else the discount set and head) over seeds and reports
-the area under the evaluation-return curve (mean return over the curve, trapezoid rule), final return, seed
+the area under the evaluation-return curve (mean return over the curve, trapezoid rule) and the final return,
+both over the frames every run of the task and agent reached (runs stopped early compare on that budget), seed
 spread, the auxiliary heads' MAE/RMSE of decoded predictions against targets (from debug snapshots,
 multi_gamma.debug_logging=true), and overhead against the baseline (A0 / heads off) of the same task and agent:
 parameters, ms per update, peak memory. The success bar (research plan): +3% AUC or more on at least two tasks
@@ -54,8 +55,6 @@ def load_run(run_dir: Path) -> dict | None:
         return None
     train = _rows(run_dir / "metrics" / "train.csv")
     steps, returns = _floats(evals, "step"), _floats(evals, "episode_reward")
-    auc = (sum((steps[i + 1] - steps[i]) * (returns[i] + returns[i + 1]) / 2 for i in range(len(steps) - 1))
-           / (steps[-1] - steps[0])) if len(steps) > 1 else returns[0]
     errors = []
     snapshots = run_dir / "multi_gamma_snapshots.jsonl"
     if snapshots.exists():
@@ -72,7 +71,7 @@ def load_run(run_dir: Path) -> dict | None:
             "seed": cfg["seed"], "steps": steps, "frames": frames, "wall_s": wall_s,
             "updates": (_floats(train, "updates") or [float("nan")])[-1],
             "frames_per_s": frames / wall_s if wall_s > 0 else float("nan"),
-            "returns": returns, "auc": auc, "final": returns[-1], "params": params.get("total", float("nan")),
+            "returns": returns, "params": params.get("total", float("nan")),
             "update_ms": statistics.median(update_ms) if update_ms else float("nan"),
             "peak_mb": max(_floats(train, "peak_memory_mb") or [float("nan")]),
             "aux_mae": statistics.fmean(errors) if errors else float("nan"),
@@ -102,21 +101,36 @@ def drop_earlier_sittings(runs: list[dict]) -> tuple[list[dict], list[dict]]:
     return [r for r in runs if not any(r is d for d in dropped)], dropped
 
 
+def curve_auc(steps: list[float], returns: list[float], upto: float) -> float:
+    """Mean return over [first evaluation, `upto`] (trapezoid rule; the curve interpolated at `upto`)."""
+    if upto <= steps[0]:
+        return returns[0]
+    xs = [x for x in steps if x < upto] + [upto]
+    ys = [float(np.interp(x, steps, returns)) for x in xs]
+    return sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1)) / (xs[-1] - xs[0])
+
+
 def _mean(xs):
     xs = [x for x in xs if not math.isnan(x)]
     return statistics.fmean(xs) if xs else float("nan")
 
 
 def summarize(runs: list[dict]) -> list[dict]:
-    groups = defaultdict(list)
+    """One row per (task, agent, method) over its seeds. AUC and final return are taken over the frames every
+    run of the task and agent reached (`frames`: the earliest last evaluation among them), so methods whose
+    runs stopped at different points are compared on the same budget."""
+    groups, reached = defaultdict(list), {}
     for run in runs:
         groups[(run["task"], run["agent"], run["method"])].append(run)
+        key = (run["task"], run["agent"])
+        reached[key] = min(reached.get(key, math.inf), run["steps"][-1])
     table = []
     for (task, agent, method), group in sorted(groups.items()):
-        aucs = [r["auc"] for r in group]
-        table.append({"task": task, "agent": agent, "method": method, "seeds": len(group), "auc": _mean(aucs),
-                      "auc_std": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
-                      "final": _mean([r["final"] for r in group]), "params": _mean([r["params"] for r in group]),
+        upto = reached[(task, agent)]
+        aucs = [curve_auc(r["steps"], r["returns"], upto) for r in group]
+        table.append({"task": task, "agent": agent, "method": method, "seeds": len(group), "frames": upto,
+                      "auc": _mean(aucs), "auc_std": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
+                      "final": _mean([float(np.interp(upto, r["steps"], r["returns"])) for r in group]), "params": _mean([r["params"] for r in group]),
                       "update_ms": _mean([r["update_ms"] for r in group]),
                       "peak_mb": _mean([r["peak_mb"] for r in group]),
                       "aux_mae": _mean([r["aux_mae"] for r in group]), "aux_rmse": _mean([r["aux_rmse"] for r in group]),
@@ -332,14 +346,16 @@ def main(argv=None) -> None:
     out = args.out or args.dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     table = summarize(runs)
-    cols = ["task", "agent", "method", "seeds", "auc", "auc_std", "final", "auc_gain", "params", "param_overhead",
+    cols = ["task", "agent", "method", "seeds", "frames", "auc", "auc_std", "final", "auc_gain", "params", "param_overhead",
             "update_ms", "time_overhead", "peak_mb", "aux_mae", "aux_rmse"]
 
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
     lines = ["# Experiment report", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(row[c]) for c in cols) + " |" for row in table]
-    lines += ["", f"Success bar: AUC gain >= {AUC_GAIN:.0%} on at least two tasks with time overhead <= "
+    lines += ["", "AUC (mean return over the curve) and final return are over the first `frames` frames, the most "
+                  "that every run of the task and agent reached.", "",
+              f"Success bar: AUC gain >= {AUC_GAIN:.0%} on at least two tasks with time overhead <= "
                   f"{MAX_OVERHEAD:.0%} (against the baseline of the same task and agent).", ""]
     for method, v in sorted(success(table).items()):
         lines.append(f"- {method}: {'meets' if v['success'] else 'does not meet'} the bar "

@@ -23,6 +23,20 @@ def _fake_run(root, task, ablation, seed, returns, update_ms=10.0, params=1000, 
         (d / "multi_gamma_snapshots.jsonl").write_text(json.dumps({"abs_error": [1.0, 3.0]}) + "\n")
 
 
+def test_runs_stopped_at_different_frames_compare_on_the_frames_all_reached(tmp_path):
+    _fake_run(tmp_path, "cartpole-swingup", "A0", 1, [0, 100, 200])  # evaluated at 0, 100, 200 frames
+    _fake_run(tmp_path, "cartpole-swingup", "A1", 1, [0, 120])  # stopped after its 100-frame evaluation
+    _fake_run(tmp_path, "cartpole-swingup", "A3", 1, [0, 90, 300], steps=[0, 50, 150])  # 100 falls between two
+    table = {r["method"]: r for r in report.summarize(report.find_runs([tmp_path]))}
+    assert {r["frames"] for r in table.values()} == {100}
+    # over 0..100: A0 (0 + 100) / 2 = 50, A1 (0 + 120) / 2 = 60; A3 ((0 + 90) / 2 * 50 + (90 + 195) / 2 * 50) / 100 = 93.75,
+    # interpolated to 195 at 100
+    assert table["A0"]["auc"] == pytest.approx(50) and table["A0"]["final"] == pytest.approx(100)
+    assert table["A1"]["auc"] == pytest.approx(60) and table["A1"]["final"] == pytest.approx(120)
+    assert table["A3"]["auc"] == pytest.approx(93.75) and table["A3"]["final"] == pytest.approx(195)
+    assert table["A1"]["auc_gain"] == pytest.approx(0.2)
+
+
 def test_report_aggregates_and_marks_the_success_bar(tmp_path):
     for task in ("walker-walk", "cheetah-run"):
         for seed in (1, 2):
