@@ -128,7 +128,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     for (task, agent, method), group in sorted(groups.items()):
         upto = reached[(task, agent)]
         aucs = [curve_auc(r["steps"], r["returns"], upto) for r in group]
-        table.append({"task": task, "agent": agent, "method": method, "seeds": len(group), "frames": upto,
+        table.append({"task": task, "agent": agent, "method": method, "seeds": len(group), "frames": int(upto),
                       "auc": _mean(aucs), "auc_std": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
                       "final": _mean([float(np.interp(upto, r["steps"], r["returns"])) for r in group]), "params": _mean([r["params"] for r in group]),
                       "update_ms": _mean([r["update_ms"] for r in group]),
