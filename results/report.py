@@ -106,8 +106,7 @@ def curve_auc(steps: list[float], returns: list[float], upto: float) -> float:
     if upto <= steps[0]:
         return returns[0]
     xs = [x for x in steps if x < upto] + [upto]
-    ys = [float(np.interp(x, steps, returns)) for x in xs]
-    return sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1)) / (xs[-1] - xs[0])
+    return float(np.trapezoid([interpolate(steps, returns, x) for x in xs], xs)) / (upto - xs[0])
 
 
 def _mean(xs):
@@ -130,7 +129,8 @@ def summarize(runs: list[dict]) -> list[dict]:
         aucs = [curve_auc(r["steps"], r["returns"], upto) for r in group]
         table.append({"task": task, "agent": agent, "method": method, "seeds": len(group), "frames": int(upto),
                       "auc": _mean(aucs), "auc_std": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
-                      "final": _mean([float(np.interp(upto, r["steps"], r["returns"])) for r in group]), "params": _mean([r["params"] for r in group]),
+                      "final": _mean([interpolate(r["steps"], r["returns"], upto) for r in group]),
+                      "params": _mean([r["params"] for r in group]),
                       "update_ms": _mean([r["update_ms"] for r in group]),
                       "peak_mb": _mean([r["peak_mb"] for r in group]),
                       "aux_mae": _mean([r["aux_mae"] for r in group]), "aux_rmse": _mean([r["aux_rmse"] for r in group]),
@@ -346,8 +346,8 @@ def main(argv=None) -> None:
     out = args.out or args.dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     table = summarize(runs)
-    cols = ["task", "agent", "method", "seeds", "frames", "auc", "auc_std", "final", "auc_gain", "params", "param_overhead",
-            "update_ms", "time_overhead", "peak_mb", "aux_mae", "aux_rmse"]
+    cols = ["task", "agent", "method", "seeds", "frames", "auc", "auc_std", "final", "auc_gain", "params",
+            "param_overhead", "update_ms", "time_overhead", "peak_mb", "aux_mae", "aux_rmse"]
 
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -29,8 +29,8 @@ def test_runs_stopped_at_different_frames_compare_on_the_frames_all_reached(tmp_
     _fake_run(tmp_path, "cartpole-swingup", "A3", 1, [0, 90, 300], steps=[0, 50, 150])  # 100 falls between two
     table = {r["method"]: r for r in report.summarize(report.find_runs([tmp_path]))}
     assert {r["frames"] for r in table.values()} == {100}
-    # over 0..100: A0 (0 + 100) / 2 = 50, A1 (0 + 120) / 2 = 60; A3 ((0 + 90) / 2 * 50 + (90 + 195) / 2 * 50) / 100 = 93.75,
-    # interpolated to 195 at 100
+    # over 0..100: A0 (0 + 100) / 2 = 50, A1 (0 + 120) / 2 = 60; A3 is interpolated to 195 at 100, so
+    # ((0 + 90) / 2 * 50 + (90 + 195) / 2 * 50) / 100 = 93.75
     assert table["A0"]["auc"] == pytest.approx(50) and table["A0"]["final"] == pytest.approx(100)
     assert table["A1"]["auc"] == pytest.approx(60) and table["A1"]["final"] == pytest.approx(120)
     assert table["A3"]["auc"] == pytest.approx(93.75) and table["A3"]["final"] == pytest.approx(195)
