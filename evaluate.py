@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: python evaluate.py checkpoint=PATH eval_episodes=10 [save_video=true].
 
-On hockey tasks it reports win/draw/loss against the weak and strong BasicOpponents over `hockey_games`
-games with alternating sides, with 95% Wilson intervals.
+On tasks with evaluation opponents (the hockey tasks: the weak and strong BasicOpponents, envs/hooks.py) it
+reports win/draw/loss against each over `hockey_games` games with alternating sides, with 95% Wilson intervals.
 """
 import json
 import sys
@@ -17,7 +17,7 @@ from common.config import ConfigError, validate_evaluate
 from common.math import wilson_interval
 from common.memory import keep_freed_memory
 from common.run import device_of
-from envs import HOCKEY_TASKS, make_env
+from envs import hooks_class, make_env
 from src.policy import load_agent
 from trainer.evaluation import mean_over_tasks, per_task, return_stats, run_episode, run_episodes
 
@@ -67,9 +67,10 @@ def main(eval_cfg) -> None:
             sys.exit(f"the checkpoint was trained on tasks {list(spec.tasks)}; evaluate it on those (no task=)")
         return env
 
-    if isinstance(task, str) and task in HOCKEY_TASKS:
-        for opponent in ("weak", "strong"):
-            env = env_for(hockey={"opponent": opponent, "side": "alternate"})
+    matchups = hooks_class(task).evaluation_matchups()  # hockey: weak and strong (envs/hooks.py)
+    if matchups:
+        for opponent, overrides in matchups.items():
+            env = env_for(**overrides)
             outcomes = [info.get("winner", 0) for info in run_episodes(env, agent, eval_cfg.hockey_games)[2]]
             n = len(outcomes)
             row = {}

@@ -30,7 +30,7 @@ from harness import (ROOT, commit, count_flops, load_average, machine, markdown_
 import common.config  # noqa: E402,F401  (registers the preset resolver)
 import src  # noqa: E402,F401  (registers the agents, whose rules validate() checks)
 from common.config import validate  # noqa: E402
-from envs.spec import EnvSpec  # noqa: E402
+from common.spec import EnvSpec  # noqa: E402
 
 TASK = EnvSpec(obs_shape=(17,), action_dim=6, discrete=False, episode_length=500, action_repeat=2, episodic=False,
                task="cheetah-run (shapes only: 17-dim obs, 6 actions)")

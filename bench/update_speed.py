@@ -21,7 +21,7 @@ from harness import count_flops, load_average, markdown_table, matmul_gflops, pr
 
 import common.config  # noqa: F401  (preset resolver)
 from common.config import validate
-from envs.spec import EnvSpec
+from common.spec import EnvSpec
 
 OFFICIAL_MS = {(1, 1): (151, 215), (1, 2): (109, 137), (5, 1): (572, 608)}  # (size, threads): (update, act)
 

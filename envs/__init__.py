@@ -1,24 +1,28 @@
-"""Environment factory: `make_env(cfg) -> (TorchEnv, EnvSpec)` from the plain `task` string.
+"""Environment factory: `make_env(cfg) -> (TorchEnv, EnvSpec)` from the plain `task` string; the env carries
+its task's training hooks as `env.task_hooks` (envs/hooks.py), built here with the env.
 
 Task names: DeepMind Control `domain-task` (e.g. `cheetah-run`), Gymnasium `gym/<id>`
 (e.g. `gym/Pendulum-v1`), and the air-hockey game `hockey`, `hockey-strong`, `hockey-shooting`,
 `hockey-defense` (options in the `hockey.*` config namespace). Several tasks at once (a list, or a task-set
 name such as `mt3-cartpole`) give a padded multi-task env (envs/multitask.py).
 """
+from collections.abc import Callable
+
 import gymnasium as gym
 
 from common.config import register_rules
 from common.run import device_of
+from common.spec import EnvSpec
 from common.tasks import is_multitask, task_label, task_list
 from envs import rules
 from envs.hooks import TaskHooks
 from envs.multitask import MultitaskEnv, MultitaskHooks
-from envs.spec import EnvSpec
-from envs.tasks import AUX_TARGET_KEYS, HOCKEY_TASKS, aux_targets_fn, task_kind  # noqa: F401  (their home)
+from envs.tasks import HOCKEY_TASKS, task_kind
 from envs.wrappers import ActionRepeat, ImageObservation, RescaleAction, TorchEnv
+from src.policy import CheckpointPolicy  # checkpoint opponents: envs builds on src, never the reverse
 
 # Imported where they are used, on purpose: envs.dmcontrol (dm_control and its MuJoCo rendering backend) and
-# envs.hockey.* (Box2D) load only when their task is built; src.policy because src imports envs.
+# envs.hockey.* (Box2D) load only when their task is built.
 
 DMC_ACTION_REPEAT = 2  # action_repeat=auto on DeepMind Control (TD-MPC2's and DreamerV3's setting); else 1
 
@@ -26,11 +30,13 @@ register_rules(rules.task_rules)
 register_rules(rules.selfplay_rules)
 
 
-def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
+def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str, Callable[[EnvSpec], TaskHooks]]:
+    """(gymnasium env, task kind, the task's hooks once its spec is known)."""
     kind = task_kind(task)
+    hooks = lambda spec: TaskHooks()  # noqa: E731  (tasks without extras: hooks that do nothing)
     if kind == "dmc":
         from envs.dmcontrol import DMControlEnv
-        return DMControlEnv(task, seed, pixels=cfg.obs == "rgb"), kind
+        return DMControlEnv(task, seed, pixels=cfg.obs == "rgb"), kind, hooks
     if kind == "gym":
         env = gym.make(task[len("gym/"):], render_mode="rgb_array")
         if len(env.observation_space.shape) == 3:  # pixel tasks, e.g. CarRacing-v3: channels first, resized
@@ -40,31 +46,29 @@ def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str]:
         mode, opponent = HOCKEY_TASKS[task]
         h = cfg.hockey
         opponent = opponent if h.opponent == "auto" else h.opponent
-        opponent_policy = None
+        opponent_policy = pool = None
         if opponent == "checkpoint":  # a frozen agent of either type plays the other side
-            from src.policy import CheckpointPolicy
             opponent_policy = CheckpointPolicy(h.opponent_checkpoint)
         if opponent == "selfplay":  # BasicOpponents mixed with frozen agents; evaluation plays the task's own
             from envs.hockey.selfplay import OpponentPool
-            opponent_policy = OpponentPool.from_config(cfg.selfplay, seed, eval_opponent=HOCKEY_TASKS[task][1],
-                                                       device=device_of(cfg))
+            opponent_policy = pool = OpponentPool.from_config(cfg.selfplay, seed, eval_opponent=HOCKEY_TASKS[task][1],
+                                                              device=device_of(cfg))
         env = make_hockey_env(opponent=opponent, mode=mode if h.mode == "auto" else h.mode, reward=h.reward,
                               side=h.side, backend=h.backend, seed=seed, opponent_policy=opponent_policy)
+        hooks = lambda spec: hooks_class(task)(cfg, spec, pool)  # noqa: E731  (HockeyHooks)
     if isinstance(env.action_space, gym.spaces.Box):
         env = RescaleAction(env)
-    return env, kind
+    return env, kind, hooks
 
 
-def task_hooks(cfg, env, spec, run_dir):
-    """The task's training hooks (envs/hooks.py) for an env from make_env."""
-    if spec.multitask:
-        return MultitaskHooks(env, len(spec.tasks))
-    if task_kind(spec.task) == "hockey":
+def hooks_class(task) -> type[TaskHooks]:
+    """The class of the hooks a `task` value's env carries, without building it."""
+    if is_multitask(task):
+        return MultitaskHooks
+    if task_kind(task) == "hockey":
         from envs.hockey.hooks import HockeyHooks
-        from envs.hockey.selfplay import OpponentPool
-        opponent = env.unwrapped.opponent_policy  # the HockeyTask's: a self-play pool, a frozen agent or None
-        return HockeyHooks(cfg, spec, run_dir, opponent if isinstance(opponent, OpponentPool) else None)
-    return TaskHooks()
+        return HockeyHooks
+    return TaskHooks
 
 
 def make_env(cfg, seed: int | None = None):
@@ -77,7 +81,7 @@ def make_env(cfg, seed: int | None = None):
 
 
 def _make_task_env(cfg, task: str, seed: int):
-    env, kind = _build_gym_env(cfg, task, seed)
+    env, kind, hooks = _build_gym_env(cfg, task, seed)
     action_repeat = _action_repeat(cfg, kind)
     frames = getattr(env.unwrapped, "max_episode_steps", None) or (env.spec.max_episode_steps if env.spec else None)
     if frames is None:
@@ -87,6 +91,7 @@ def _make_task_env(cfg, task: str, seed: int):
     spec = EnvSpec(obs_shape=tuple(env.observation_space.shape), action_dim=torch_env.action_dim,
                    discrete=torch_env.discrete, episode_length=-(-int(frames) // action_repeat),
                    action_repeat=action_repeat, episodic=bool(episodic), task=task)
+    torch_env.task_hooks = hooks(spec)
     return torch_env, spec
 
 
@@ -101,7 +106,7 @@ def make_vector_env(cfg, num_envs: int, seed: int) -> gym.vector.SyncVectorEnv:
     bootstraps truncated episodes from it)."""
 
     def build(i: int) -> gym.Env:
-        env, kind = _build_gym_env(cfg, cfg.task, seed + i)
+        env, kind, _ = _build_gym_env(cfg, cfg.task, seed + i)
         return ActionRepeat(env, _action_repeat(cfg, kind))
     return gym.vector.SyncVectorEnv([lambda i=i: build(i) for i in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -120,6 +125,7 @@ def _make_multitask_env(cfg, seed: int):
                          f"and one action repeat (got (task, obs_shape, discrete, action_repeat) {got})")
     obs_dims, action_dims = [s.obs_shape[0] for s in specs], [s.action_dim for s in specs]
     env = MultitaskEnv([e for e, _ in built], obs_dims, action_dims)
+    env.task_hooks = MultitaskHooks(env, len(specs))
     spec = EnvSpec(obs_shape=(max(obs_dims),), action_dim=max(action_dims), discrete=False,
                    episode_length=max(s.episode_length for s in specs), action_repeat=repeats.pop(),
                    episodic=any(s.episodic for s in specs), task=task_label(cfg.task),

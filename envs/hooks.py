@@ -1,6 +1,6 @@
 """What a task adds to online training, behind hooks the trainer calls without knowing what they do.
 
-`task_hooks(cfg, env, spec, run_dir)` (envs/__init__.py) gives the task's `TaskHooks`; the default does
+The env factory (envs/__init__.py) builds each task's `TaskHooks` with its env, as `env.task_hooks`; the default does
 nothing, so tasks without extras need none. The hockey tasks' (envs/hockey/hooks.py) compute the auxiliary
 targets, count games and run the self-play pool.
 """
@@ -11,8 +11,9 @@ from tensordict import TensorDict
 
 class TaskHooks:
     """Called by the online trainer: `annotate` each finished episode before it enters replay,
-    `episode_stats` for its train.csv row, `evaluating()` around evaluation (the evaluation opponent),
-    `before_episode` ahead of each episode (the learner at that step), and `state_dict`/`load_state_dict`
+    `episode_stats` for its train.csv row, `evaluating()` around evaluation (the evaluation opponent), `evaluation_matchups` for evaluate.py,
+    `before_episode` ahead of each episode (the learner at that step, and the run directory for anything it
+    writes), and `state_dict`/`load_state_dict`
     for checkpoints (keys merged into the trainer's state, loaded from it)."""
 
     def annotate(self, episode: TensorDict, final_info: dict) -> None:
@@ -25,8 +26,15 @@ class TaskHooks:
     def evaluating(self):
         return contextlib.nullcontext()
 
-    def before_episode(self, step: int, agent, counters: dict) -> None:
+    def before_episode(self, step: int, agent, counters: dict, run_dir) -> None:
         """`counters` are the trainer's (`step`, `trainer`), for anything the hook saves."""
+
+    @staticmethod
+    def evaluation_matchups() -> dict[str, dict]:
+        """Opponents evaluate.py reports win/draw/loss against instead of returns: {name: config overrides that
+        build the env playing it}; each game's final info then carries `winner` (1 win, 0 draw, -1 loss).
+        Read without building the env (`envs.evaluation_matchups`)."""
+        return {}
 
     def state_dict(self) -> dict:
         return {}

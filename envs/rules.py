@@ -24,6 +24,9 @@ def task_rules(r: Rules):
     r.choice("obs", ("state", "rgb"))
     if cfg.obs == "rgb" and not multitask:
         r.check(kind == "dmc", "obs", "pixel observations are available for DeepMind Control tasks only")
+    if cfg.aux_heads.enabled is True:  # the hockey tasks store the targets the heads predict (envs/hockey/hooks.py)
+        r.check(kind == "hockey", "aux_heads.enabled",
+                f"task={cfg.task} provides no auxiliary targets; the hockey tasks do ({', '.join(HOCKEY_TASKS)})")
     if kind == "hockey":
         r.choice("hockey.opponent", ("auto", "weak", "strong", "none", "checkpoint", "selfplay"))
         r.choice("hockey.mode", ("auto", "normal", "shooting", "defense"))

@@ -1,5 +1,5 @@
-"""The task kinds (DeepMind Control, Gymnasium, hockey) a single `task` name belongs to, and what a kind
-provides beyond the env (the hockey tasks' auxiliary targets). Builds nothing; envs/__init__.py builds envs.
+"""The task kinds (DeepMind Control, Gymnasium, hockey) a single `task` name belongs to. Builds nothing;
+envs/__init__.py builds envs.
 """
 import gymnasium as gym
 
@@ -9,19 +9,6 @@ HOCKEY_TASKS = {  # task -> (default mode, default opponent)
     "hockey-shooting": ("shooting", "none"),
     "hockey-defense": ("defense", "none"),
 }
-# per-step auxiliary-task targets a task may provide (`aux_heads.*`), stored in replay beside each observation
-AUX_TARGET_KEYS = ("aux_goal", "aux_puck_goal_dist", "aux_shot_quality")
-
-
-def aux_targets_fn(task: str):
-    """The task's auxiliary-target function `(obs (T+1, ...), final_info, goal_horizon) -> {key: (T+1, 1)}`
-    for one finished episode, or None when the task provides no targets (only the hockey tasks do)."""
-    if isinstance(task, str) and task in HOCKEY_TASKS:  # a list of tasks (multi-task) never is a hockey task
-        from envs.hockey.aux_targets import aux_targets  # the hockey package loads only for hockey tasks
-        return aux_targets
-    return None
-
-
 def task_kind(task: str) -> str:
     """'dmc', 'gym' or 'hockey'; raises ValueError listing the available tasks for an unknown name."""
     if task in HOCKEY_TASKS:

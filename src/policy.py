@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from common import checkpoint
 from common.config import ConfigError, validate_saved_agent
-from envs.spec import EnvSpec
+from common.spec import EnvSpec
 from src.base import make_agent
 
 

@@ -11,10 +11,9 @@ import torch
 from tensordict import TensorDict
 
 from common.config import ConfigError
-from envs import AUX_TARGET_KEYS
 from envs.hockey.aux_targets import GOAL_HALF_HEIGHT, GOAL_LINE_X, WALL_Y, aux_targets
-from envs.spec import EnvSpec
-from src.heads.aux_task import aux_reward, closeness
+from common.spec import EnvSpec
+from src.heads.aux_task import AUX_TARGET_KEYS, aux_reward, closeness
 from tests.conftest import TINY_TDMPC2, compose, run_train
 
 HOCKEY_SPEC = EnvSpec(obs_shape=(18,), action_dim=4, discrete=False, episode_length=251, action_repeat=1,

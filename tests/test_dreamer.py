@@ -9,7 +9,7 @@ from tensordict import TensorDict
 
 import common.config  # registers the preset resolver  # noqa: F401
 from common.config import ConfigError, validate
-from envs.spec import EnvSpec
+from common.spec import EnvSpec
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():

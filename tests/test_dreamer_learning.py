@@ -74,7 +74,7 @@ def test_compiled_update_matches_contract():
     """compile=true: the compiled world-model / behaviour losses train (slow: inductor compiles on CPU)."""
     from hydra import compose, initialize_config_dir
     from tests.test_dreamer import fake_batch
-    from envs.spec import EnvSpec
+    from common.spec import EnvSpec
     from src.dreamer.agent import Dreamer
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = validate(compose("config", overrides=["agent=dreamer", "model_size=XS", "compile=true", "seq_len=8"]))

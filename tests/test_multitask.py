@@ -13,7 +13,7 @@ from common.buffer import Buffer, episode_step
 from common.config import ConfigError, task_discounts, validate_for_env
 from envs import make_env
 from common.tasks import TASK_SETS, is_multitask, task_label, task_list
-from envs.spec import EnvSpec
+from common.spec import EnvSpec
 from src import make_agent
 from tests.conftest import TINY_TDMPC2, compose, run_train
 

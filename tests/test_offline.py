@@ -10,7 +10,7 @@ import torch
 from common.buffer import Buffer, episode_step
 from common.dataset import (FORMAT_VERSION, DatasetError, export_run, load_buffer, main as dataset_cli,
                             read_manifest, select_episodes, write_dataset)
-from envs.spec import EnvSpec
+from common.spec import EnvSpec
 from tests.conftest import TINY_TDMPC2, compose, run_train
 
 PENDULUM = EnvSpec(obs_shape=(3,), action_dim=1, discrete=False, episode_length=200, action_repeat=1,

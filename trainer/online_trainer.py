@@ -8,7 +8,6 @@ from common.buffer import Buffer, episode_step
 from common.config import seed_steps
 from common.dataset import export_buffer
 from common.run import buffer_capacity, buffer_storage
-from envs import task_hooks
 from trainer.base import BaseTrainer, Progress as _Progress, peak_memory_mb as _peak_memory_mb
 
 
@@ -29,7 +28,7 @@ class OnlineTrainer(BaseTrainer):
         self._pretrained = False
         self._next_eval, self._next_ckpt = 0, cfg.checkpoint_freq
         self._episode_start = 0
-        self.hooks = task_hooks(cfg, env, spec, run_dir)  # what the task adds (envs/hooks.py)
+        self.hooks = env.task_hooks  # what the task adds (envs/hooks.py), built with the env
 
     @staticmethod
     def make_buffer(cfg, spec, agent, run_dir: Path, device) -> Buffer:
@@ -76,7 +75,8 @@ class OnlineTrainer(BaseTrainer):
         """One episode (with the updates due during it) and its train.csv row."""
         cfg = self.cfg
         self._write_diagnostics()
-        self.hooks.before_episode(self.step, self.agent, {"step": self.step, "trainer": self.name})
+        self.hooks.before_episode(self.step, self.agent, {"step": self.step, "trainer": self.name},
+                                  self.run_dir)
         t_episode = time.time()
         steps_before = self.step
         ret, length, info, metrics = self._collect_episode(progress)

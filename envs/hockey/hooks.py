@@ -14,8 +14,8 @@ RECENT_GAMES = 100  # win/draw/loss rates in train.csv are over this many last g
 class HockeyHooks(TaskHooks):
     """`pool`: the self-play OpponentPool the env plays (hockey.opponent=selfplay), else None."""
 
-    def __init__(self, cfg, spec, run_dir: Path, pool=None):
-        self.cfg, self.spec, self.run_dir, self.pool = cfg, spec, Path(run_dir), pool
+    def __init__(self, cfg, spec, pool=None):
+        self.cfg, self.spec, self.pool = cfg, spec, pool
         self.outcomes = deque(maxlen=RECENT_GAMES)  # per-game results: 1 win, 0 draw, -1 loss
         self.next_snapshot = 0
 
@@ -45,13 +45,18 @@ class HockeyHooks(TaskHooks):
         """Self-play evaluates against the task's own BasicOpponent, as runs without a pool do."""
         return self.pool.evaluating() if self.pool is not None else super().evaluating()
 
-    def before_episode(self, step: int, agent, counters: dict) -> None:
+    @staticmethod
+    def evaluation_matchups() -> dict[str, dict]:
+        """evaluate.py: both BasicOpponents, sides alternating game by game."""
+        return {opponent: {"hockey": {"opponent": opponent, "side": "alternate"}} for opponent in ("weak", "strong")}
+
+    def before_episode(self, step: int, agent, counters: dict, run_dir: Path) -> None:
         """Self-play: every `selfplay.snapshot_every` steps (the first at step 0, so the pool is never empty)
         the learner's policy goes to `selfplay/step_<N>.pt` and joins the opponent pool."""
         every = self.cfg.selfplay.snapshot_every
         if self.pool is None or every == 0 or step < self.next_snapshot:
             return
-        path = self.run_dir / "selfplay" / f"step_{step}.pt"
+        path = Path(run_dir) / "selfplay" / f"step_{step}.pt"
         checkpoint.save(path, self.cfg, self.spec, agent, counters, policy_only=True)
         dropped = self.pool.add(path, step)
         self.next_snapshot = (step // every + 1) * every  # snapshots come at episode ends: the next multiple

@@ -37,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+from src.policy import CheckpointPolicy
 from .opponents import BasicOpponent
 
 __all__ = ["OpponentPool", "checkpoint_policy", "learner_score", "pfsp_weight"]
@@ -63,7 +64,6 @@ def pfsp_weight(score: float) -> float:
 def checkpoint_policy(path: str | Path, device: str = "cpu"):
     """A hockey checkpoint (either agent type) as a frozen, deterministic policy; ValueError if it was not
     trained on hockey's 18-dim observations and 4 actions."""
-    from src.policy import CheckpointPolicy
     policy = CheckpointPolicy(path, device)
     if tuple(policy.spec.obs_shape) != (18,) or policy.spec.action_dim != 4:
         raise ValueError(f"{path}: a {policy.spec.task} checkpoint ({policy.spec.obs_shape} obs, "

@@ -150,7 +150,7 @@ class HockeyTask(gym.Env):
         if opponent in ("checkpoint", "selfplay") and opponent_policy is None:
             # the framework's factory (envs.make_env) builds it from hockey.opponent_checkpoint / selfplay.*
             raise ValueError(f"opponent={opponent!r} needs opponent_policy=callable(obs) -> action")
-        self.opponent_policy = opponent_policy  # envs.task_hooks finds a self-play pool here
+        self.opponent_policy = opponent_policy
         if opponent_policy is not None:
             self.opponent = _CallableOpponent(opponent_policy)
             self.opponent_name = "policy"

@@ -1,7 +1,7 @@
 """Auxiliary task heads (`aux_heads.*`) and the dense rewards they give in imagination (`aux_rewards.*`).
 
 The heads read a world model's state feature and predict, for the state of each stored step, the targets a
-task stores in replay (`envs.AUX_TARGET_KEYS`; hockey: `envs/hockey/aux_targets.py` defines them):
+task stores in replay under `AUX_TARGET_KEYS` (hockey: `envs/hockey/aux_targets.py` computes them):
 P(the learner scores within the next K steps), the puck's distance to the opponent's goal mouth, and the
 shot quality in [0, 1]. They are trained with the world-model loss on real data only:
 
@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.config import Rules, agent_rules, agents_with, is_int
 from common.layers import mlp
-from envs.tasks import AUX_TARGET_KEYS, HOCKEY_TASKS, aux_targets_fn
-
+# per-step targets the heads predict, stored in replay beside each observation by a task that provides them
+AUX_TARGET_KEYS = ("aux_goal", "aux_puck_goal_dist", "aux_shot_quality")
 DIST_FORMS = ("inverse", "pbrs")
 
 
@@ -100,7 +100,7 @@ def aux_reward(pred: dict[str, torch.Tensor], goal_scale: float, dist_scale: flo
 
 # ------------------------------------------------------------------ config rules (common/config.py)
 def config_rules(r: Rules):
-    """aux_heads.* (any agent, tasks that provide targets) and aux_rewards.* (agents that declare them)."""
+    """aux_heads.* (any agent; envs/rules.py checks that the task provides targets) and aux_rewards.* (agents that declare them)."""
     cfg = r.cfg
     heads, rewards = cfg.aux_heads, cfg.aux_rewards
     r.check(isinstance(heads.enabled, bool), "aux_heads.enabled", "must be true or false")
@@ -110,9 +110,6 @@ def config_rules(r: Rules):
     for key in ("goal", "dist", "shot"):
         if key in heads.weights:
             r.number(f"aux_heads.weights.{key}", 0)
-    if heads.enabled is True:
-        r.check(aux_targets_fn(cfg.task) is not None, "aux_heads.enabled",
-                f"task={cfg.task} provides no auxiliary targets; the hockey tasks do ({', '.join(HOCKEY_TASKS)})")
     r.check(isinstance(rewards.enabled, bool), "aux_rewards.enabled", "must be true or false")
     for key in ("goal_scale", "dist_scale", "shot_scale"):
         r.number(f"aux_rewards.{key}", 0)

@@ -21,7 +21,6 @@ from omegaconf import OmegaConf
 from common.checkpoint import FORMAT_VERSION, CheckpointError, rng_state
 from common.config import ConfigError, validate, validate_for_env
 from common.tasks import task_list
-from envs import make_env
 from src.base import make_agent
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -260,6 +259,7 @@ def to_payload(obj, cfg) -> dict:
     the 'official' trainer at step 0, so train.py takes the agent only (counters, replay and metrics start fresh)."""
     state = state_dict(obj)
     arch = infer(state)
+    from envs import make_env  # deferred on purpose: envs imports src (checkpoint opponents), not the reverse
     env, spec = make_env(cfg)
     env.close()
     validate_for_env(cfg, spec)
