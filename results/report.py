@@ -8,7 +8,9 @@ spread, the auxiliary heads' MAE/RMSE of decoded predictions against targets (fr
 multi_gamma.debug_logging=true), and overhead against the baseline (A0 / heads off) of the same task and agent:
 parameters, ms per update, peak memory. The success bar (research plan): +3% AUC or more on at least two tasks
 with at most 15% time overhead. Writes report.md and one PNG of learning curves (mean over seeds, each seed
-thin) per task, and each run's eval curve in the reference format `step,reward,seed` under curves/.
+thin) per task, each run's eval curve in the reference format `step,reward,seed` under curves/, and each run's
+record under records/ (its config and metrics, the files read here): pass the output folder again as a DIR
+and a later report still holds runs whose directories are gone.
 
 --reference NAME adds the published curves of ../shared/data/reference_results/NAME/<task>.csv: the mean and
 min-max band of the published seeds in each task's PNG, and per task a table of each run's return at 50k and
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import re
+import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -80,12 +83,17 @@ def load_run(run_dir: Path) -> dict | None:
 
 
 def find_runs(roots: list[Path]) -> list[dict]:
-    runs = []
+    """The runs under `roots`; a run found both as its directory and as a report's record of it (the same task,
+    agent, method, seed and curve) counts once, as the directory."""
+    runs = {}
     for root in roots:
         for cfg_file in sorted(Path(root).rglob("config.yaml")):
             if cfg_file.parent.name != ".hydra" and (run := load_run(cfg_file.parent)):
-                runs.append(run)
-    return runs
+                key = (run["task"], run["agent"], run["method"], run["seed"], tuple(run["steps"]),
+                       tuple(run["returns"]))
+                if key not in runs or "records" in runs[key]["dir"].parts:
+                    runs[key] = run
+    return list(runs.values())
 
 
 def drop_earlier_sittings(runs: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -272,12 +280,34 @@ def reference_tables(runs: list[dict], name: str, root: Path = REFERENCE_DIR) ->
     return lines, references
 
 
+RECORD_FILES = ("config.yaml", "parameters.json", "multi_gamma_snapshots.jsonl", "metrics/eval.csv", "metrics/train.csv")
+
+
+def _run_name(r: dict) -> str:
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", f"{r['agent']}-{r['method']}-seed{r['seed']}")
+
+
+def write_records(runs: list[dict], out: Path) -> list[Path]:
+    """Each run's record: the small files this report reads (no checkpoints, no buffer), under
+    records/<task>/<agent>-<method>-seed<N>/. A later report takes `out` as one of its DIRs, so runs of earlier
+    sittings, whose run directories are gone, stay in it; a resumed run's newer directory replaces its record."""
+    paths = []
+    for r in runs:
+        record = out / "records" / r["task"].replace("/", "_") / _run_name(r)
+        for name in RECORD_FILES:
+            src, dst = Path(r["dir"]) / name, record / name
+            if src.exists() and src.resolve() != dst.resolve():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+        paths.append(record)
+    return paths
+
+
 def write_curves(runs: list[dict], out: Path) -> list[Path]:
     """Each run's eval curve in the reference format `step,reward,seed`: curves/<task>/<agent>-<method>-seed<N>.csv."""
     paths = []
     for r in runs:
-        name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", f"{r['agent']}-{r['method']}-seed{r['seed']}") + ".csv"
-        path = out / "curves" / r["task"].replace("/", "_") / name
+        path = out / "curves" / r["task"].replace("/", "_") / (_run_name(r) + ".csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
@@ -368,6 +398,7 @@ def main(argv=None) -> None:
         more, references = reference_tables(runs, args.reference, args.reference_dir)
         lines += [""] + more
     write_curves(runs, out)
+    write_records(runs, out)
     pictures = plot(runs, out, references, REFERENCES.get(args.reference, ""))
     lines += [""] + [f"![{p.stem}]({p.name})" for p in pictures]
     (out / "report.md").write_text("\n".join(lines) + "\n")

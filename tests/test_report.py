@@ -131,3 +131,23 @@ def test_an_earlier_sitting_of_a_resumed_run_is_counted_once(tmp_path):
     assert sorted((r["dir"].parent.name, r["seed"]) for r in kept) == [("other", 2), ("resumed", 1)]
     report.main([str(tmp_path)])
     assert "earlier sittings" in (tmp_path / "report.md").read_text()
+
+
+def test_records_keep_runs_whose_directories_are_gone(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "evidence"
+    _fake_run(runs, "walker-walk", "A0", 1, [0, 100, 200])
+    _fake_run(runs, "walker-walk", "A1", 1, [0, 110, 220], update_ms=11.0)
+    report.main([str(runs), "--out", str(out)])
+    first = (out / "report.md").read_text()
+    assert (out / "records" / "walker-walk" / "tdmpc2-A1-seed1" / "metrics" / "train.csv").exists()
+    # the same run as its directory and as its record counts once
+    assert len(report.find_runs([runs, out])) == 2
+    for d in runs.iterdir():  # the next sitting: the run directories are gone, a new seed ran
+        for f in sorted(d.rglob("*"), reverse=True):
+            f.unlink() if f.is_file() else f.rmdir()
+        d.rmdir()
+    _fake_run(runs, "walker-walk", "A0", 2, [0, 120, 240])
+    report.main([str(out), str(runs), "--out", str(out)])
+    table = {r["method"]: r for r in report.summarize(report.find_runs([out]))}
+    assert table["A0"]["seeds"] == 2 and table["A1"]["seeds"] == 1
+    assert table["A0"]["auc"] == pytest.approx((100 + 120) / 2) and "walker-walk" in first
