@@ -51,8 +51,9 @@ def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str, Callable[[E
             opponent_policy = CheckpointPolicy(h.opponent_checkpoint)
         if opponent == "selfplay":  # BasicOpponents mixed with frozen agents; evaluation plays the task's own
             from envs.hockey.selfplay import OpponentPool
-            opponent_policy = pool = OpponentPool.from_config(cfg.selfplay, seed, eval_opponent=HOCKEY_TASKS[task][1],
-                                                              device=device_of(cfg))
+            pool = OpponentPool.from_config(cfg.selfplay, seed, eval_opponent=HOCKEY_TASKS[task][1],
+                                            device=device_of(cfg))
+            opponent_policy = pool
         env = make_hockey_env(opponent=opponent, mode=mode if h.mode == "auto" else h.mode, reward=h.reward,
                               side=h.side, backend=h.backend, seed=seed, opponent_policy=opponent_policy)
         hooks = lambda spec: hooks_class(task)(cfg, spec, pool)  # noqa: E731  (HockeyHooks)

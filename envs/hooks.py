@@ -1,7 +1,7 @@
 """What a task adds to online training, behind hooks the trainer calls without knowing what they do.
 
-The env factory (envs/__init__.py) builds each task's `TaskHooks` with its env, as `env.task_hooks`; the default does
-nothing, so tasks without extras need none. The hockey tasks' (envs/hockey/hooks.py) compute the auxiliary
+The env factory (envs/__init__.py) builds each task's `TaskHooks` with its env, as `env.task_hooks`; the
+default does nothing, so tasks without extras need none. The hockey tasks' (envs/hockey/hooks.py) compute the auxiliary
 targets, count games and run the self-play pool.
 """
 import contextlib
@@ -11,10 +11,10 @@ from tensordict import TensorDict
 
 class TaskHooks:
     """Called by the online trainer: `annotate` each finished episode before it enters replay,
-    `episode_stats` for its train.csv row, `evaluating()` around evaluation (the evaluation opponent), `evaluation_matchups` for evaluate.py,
+    `episode_stats` for its train.csv row, `evaluating()` around evaluation (the evaluation opponent),
     `before_episode` ahead of each episode (the learner at that step, and the run directory for anything it
-    writes), and `state_dict`/`load_state_dict`
-    for checkpoints (keys merged into the trainer's state, loaded from it)."""
+    writes), and `state_dict`/`load_state_dict` for checkpoints (keys merged into the trainer's state, loaded
+    from it). evaluate.py reads `evaluation_matchups`."""
 
     def annotate(self, episode: TensorDict, final_info: dict) -> None:
         """Add per-step fields to a finished episode (T+1 steps) in place."""

@@ -280,7 +280,8 @@ def reference_tables(runs: list[dict], name: str, root: Path = REFERENCE_DIR) ->
     return lines, references
 
 
-RECORD_FILES = ("config.yaml", "parameters.json", "multi_gamma_snapshots.jsonl", "metrics/eval.csv", "metrics/train.csv")
+RECORD_FILES = ("config.yaml", "parameters.json", "multi_gamma_snapshots.jsonl", "metrics/eval.csv",
+                "metrics/train.csv")
 
 
 def _run_name(r: dict) -> str:

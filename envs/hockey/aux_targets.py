@@ -1,8 +1,9 @@
 """Auxiliary-task targets of one hockey episode, from the learner's stored observations and the outcome.
 
 Computed once per episode, when it enters the replay buffer (`trainer/online_trainer.py`), and stored per
-step beside the observation under `AUX_TARGET_KEYS` (src/heads/aux_task.py), each (T+1, 1) float32 for the T+1 stored steps
-(step 0 is the reset observation, step t the observation after t agent steps, step T the last one).
+step beside the observation under `AUX_TARGET_KEYS` (src/heads/aux_task.py), each (T+1, 1) float32 for the
+T+1 stored steps (step 0 is the reset observation, step t the observation after t agent steps, step T the
+last one).
 
 The observation is always the learner's own view (`envs/hockey/task.py`; player two sees the 180 degree
 point mirror), so the goal the learner attacks is always at +x. Positions are relative to the table centre

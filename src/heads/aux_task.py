@@ -100,7 +100,8 @@ def aux_reward(pred: dict[str, torch.Tensor], goal_scale: float, dist_scale: flo
 
 # ------------------------------------------------------------------ config rules (common/config.py)
 def config_rules(r: Rules):
-    """aux_heads.* (any agent; envs/rules.py checks that the task provides targets) and aux_rewards.* (agents that declare them)."""
+    """aux_heads.* (any agent; envs/rules.py checks that the task provides targets) and aux_rewards.* (agents
+    that declare them)."""
     cfg = r.cfg
     heads, rewards = cfg.aux_heads, cfg.aux_rewards
     r.check(isinstance(heads.enabled, bool), "aux_heads.enabled", "must be true or false")
