@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.config import Rules, agent_rules, agents_with, is_int
 from common.layers import mlp
+
 # per-step targets the heads predict, stored in replay beside each observation by a task that provides them
 AUX_TARGET_KEYS = ("aux_goal", "aux_puck_goal_dist", "aux_shot_quality")
 DIST_FORMS = ("inverse", "pbrs")
