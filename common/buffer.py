@@ -114,7 +114,7 @@ class Buffer:
         saved.capacity = saved_capacity
         saved._rb = saved._make()
         saved._rb.loads(path)
-        saved._written = state.get("written", len(saved._rb))  # checkpoints before cross-episode slices: no wrap
+        saved._written = state["written"]
         if not grow:
             return
         steps, start = saved.stored_steps()
@@ -166,7 +166,7 @@ def check_saved(path: Path, state: dict | None = None) -> int:
     if length == 0:
         return capacity
     data = TensorDict.load_memmap(storage)[:length]  # sizes checked: maps the files as they are
-    if state is not None and state.get("written", length) <= capacity:  # not wrapped: episodes 0..N-1 in order
+    if state is not None and state["written"] <= capacity:  # not wrapped: episodes 0..N-1 in order
         episode, first = data["episode"].reshape(-1), data["is_first"].reshape(-1).bool()
         starts = torch.nonzero(first).reshape(-1)
         expected = torch.cumsum(first.long(), 0) - 1

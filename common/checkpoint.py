@@ -10,6 +10,7 @@ the previous checkpoint stays as it was.
 """
 import dataclasses
 import functools
+import json
 import os
 import random
 import shutil
@@ -24,7 +25,7 @@ from common.buffer import SavedBufferError, check_saved
 from common.config import ConfigError, agent_rules, agent_rules_of
 from common.tasks import task_list
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # keys that must agree between a checkpoint and the config that loads it: these, and the keys the agent
 # declares as changing its weights' shapes (`AgentRules.architecture_keys`); dotted keys name nested entries
 ARCHITECTURE_KEYS = ("agent", "task", "obs", "image_size", "aux_heads.enabled")
@@ -32,7 +33,7 @@ ARCHITECTURE_KEYS = ("agent", "task", "obs", "image_size", "aux_heads.enabled")
 _CONVERTERS: list[tuple] = []
 
 
-def _migrate_1(payload: dict) -> None:
+def _migrate_1(payload: dict, folder: Path) -> None:
     """Version 1 -> 2 (in place): entries that version-1 files of earlier code may lack get the values that code
     used: the trainer that wrote it (online: the only one then), not finished, no environment RNG state (not
     restored), and the agent's own entries (`AgentRules.migrate`)."""
@@ -45,14 +46,40 @@ def _migrate_1(payload: dict) -> None:
         agent.migrate(payload)
 
 
-# format version -> the function that brings a payload of that version to the next one
-MIGRATIONS = {1: _migrate_1}
+def _migrate_2(payload: dict, folder: Path) -> None:
+    """Version 2 -> 3 (in place): a replay buffer saved before sequences could cross episodes has no `written`
+    count; such a buffer never wrapped, so it is the stored length (read from the buffer's storage metadata)."""
+    state, name = payload.get("buffer_state"), payload.get("buffer_dir")  # both absent without a buffer
+    if state is None or name is None or "written" in state:
+        return
+    for directory in (folder / name, folder / f"{name}.tmp"):  # .tmp: a killed save that `buffer_path` recovers
+        try:
+            state["written"] = json.loads((directory / "storage" / "storage_metadata.json").read_text())["len"]
+            return
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no readable buffer: `buffer_path` reports it
 
 
-def migrate(payload: dict) -> dict:
-    """A payload of any earlier format version brought to FORMAT_VERSION (in place), one version at a time."""
+# format version -> the function that brings a payload of that version to the next one; `register_migration`
+# adds the steps of packages whose state a checkpoint holds (the task hooks', envs/__init__.py)
+MIGRATIONS = {1: _migrate_1, 2: _migrate_2}
+_REGISTERED_MIGRATIONS: list = []
+
+
+def register_migration(step) -> None:
+    """`step(payload)` runs after each core migration step, with `payload["format_version"]` still the version
+    being migrated from, and brings its owner's entries to the next version."""
+    if step not in _REGISTERED_MIGRATIONS:
+        _REGISTERED_MIGRATIONS.append(step)
+
+
+def migrate(payload: dict, folder: Path) -> dict:
+    """A payload of any earlier format version, read from a file in `folder`, brought to FORMAT_VERSION (in
+    place), one version at a time."""
     while payload["format_version"] in MIGRATIONS and payload["format_version"] < FORMAT_VERSION:
-        MIGRATIONS[payload["format_version"]](payload)
+        MIGRATIONS[payload["format_version"]](payload, Path(folder))
+        for step in _REGISTERED_MIGRATIONS:
+            step(payload)
         payload["format_version"] += 1
     return payload
 
@@ -208,7 +235,7 @@ def load(path: Path, cfg=None, map_location="cpu", task=None) -> dict:
             break
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path} is not a checkpoint of this framework (no format_version)")
-    migrate(payload)
+    migrate(payload, path.parent)
     if payload["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {payload['format_version']}; "
                               f"this code reads version {FORMAT_VERSION}")

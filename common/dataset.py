@@ -114,7 +114,7 @@ def export_run(run: Path, out: Path | None = None) -> tuple[Path, dict]:
                            "rerun with save_buffer=true or save_dataset=true")
     storage = TensorDict.load_memmap(buffer_dir / "storage")
     length = json.loads((buffer_dir / "storage" / "storage_metadata.json").read_text())["len"]
-    start = oldest_row(payload["buffer_state"].get("written", length), length)  # older files: never wrapped
+    start = oldest_row(payload["buffer_state"]["written"], length)
     out = Path(out) if out is not None else ckpt.parent.parent / "dataset"
     source = {"run_dir": str(ckpt.parent.parent.resolve()), "checkpoint": str(ckpt.resolve()),
               "step": payload["trainer"]["step"]}

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import gymnasium as gym
 
+from common.checkpoint import register_migration
 from common.config import register_rules
 from common.run import device_of
 from common.spec import EnvSpec
@@ -28,6 +29,16 @@ DMC_ACTION_REPEAT = 2  # action_repeat=auto on DeepMind Control (TD-MPC2's and D
 
 register_rules(rules.task_rules)
 register_rules(rules.selfplay_rules)
+
+
+def _migrate_task_state(payload: dict) -> None:
+    """Checkpoints of older code: the task's hooks bring their entries of the trainer state up to date (a
+    policy-only file holds none)."""
+    if not payload.get("policy_only"):
+        hooks_class(payload["config"]["task"]).migrate(payload["trainer"], payload["format_version"])
+
+
+register_migration(_migrate_task_state)
 
 
 def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str, Callable[[EnvSpec], TaskHooks]]:

@@ -14,7 +14,7 @@ class TaskHooks:
     `episode_stats` for its train.csv row, `evaluating()` around evaluation (the evaluation opponent),
     `before_episode` ahead of each episode (the learner at that step, and the run directory for anything it
     writes), and `state_dict`/`load_state_dict` for checkpoints (keys merged into the trainer's state, loaded
-    from it). evaluate.py reads `evaluation_matchups`."""
+    from it; `migrate` brings those of older checkpoints up to date). evaluate.py reads `evaluation_matchups`."""
 
     def annotate(self, episode: TensorDict, final_info: dict) -> None:
         """Add per-step fields to a finished episode (T+1 steps) in place."""
@@ -41,3 +41,8 @@ class TaskHooks:
 
     def load_state_dict(self, trainer_state: dict) -> None:
         """`trainer_state`: the whole trainer state of the checkpoint (its counters included)."""
+
+    @staticmethod
+    def migrate(trainer_state: dict, version: int) -> None:
+        """Bring this task's entries of a checkpoint's trainer state from format `version` to the next (in
+        place; common/checkpoint.py `register_migration`, registered by envs/__init__.py)."""

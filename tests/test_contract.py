@@ -204,6 +204,50 @@ def test_version_1_checkpoints_are_migrated(tmp_path, name, agent_keys):
     _build(name, seed=1)[3].load_state_dict(loaded["agent"])
 
 
+def test_version_2_checkpoints_get_their_buffer_count(tmp_path):
+    """A format-2 file of earlier code saved a buffer state without `written`: such a buffer never wrapped, so
+    the count is the stored length, and the buffer loads and replays as saved."""
+    from common import checkpoint
+    from common.buffer import Buffer
+    cfg, env, spec, agent = _build("tdmpc2")
+    buffer = Buffer(10_000, agent.seq_len, agent.batch_size)
+    for _ in range(2):
+        buffer.add(random_episode(env, spec))
+    env.close()
+    path = tmp_path / "latest.pt"
+    checkpoint.save(path, cfg, spec, agent, {"step": len(buffer)}, buffer)
+    payload = torch.load(path, weights_only=False)
+    payload["format_version"] = 2
+    del payload["buffer_state"]["written"]
+    torch.save(payload, path)
+    loaded = checkpoint.load(path, cfg)
+    assert loaded["format_version"] == checkpoint.FORMAT_VERSION
+    assert loaded["buffer_state"] == buffer.state_dict()
+    copy = Buffer(10_000, agent.seq_len, agent.batch_size)
+    copy.load(str(checkpoint.buffer_path(path, loaded)), loaded["buffer_state"])
+    torch.manual_seed(3)
+    a = buffer.sample()
+    torch.manual_seed(3)
+    assert torch.equal(a["obs"], copy.sample()["obs"])
+
+
+def test_version_2_migration_fills_in_only_the_tasks_own_entries(tmp_path):
+    """The task's hooks migrate their entries (envs/__init__.py registers them): hockey's game outcomes,
+    next snapshot and the pool's BasicOpponent states; other tasks' states and policy-only files are left alone."""
+    import envs  # noqa: F401  (registers the task migrations)
+    from common import checkpoint
+
+    def version_2(task, **extra):
+        pool = {"members": [], "recent": {}, "rng": None}
+        return {"format_version": 2, "config": {"task": task}, "trainer": {"step": 300, "selfplay": pool}, **extra}
+    hockey = checkpoint.migrate(version_2("hockey"), tmp_path)
+    assert hockey["format_version"] == checkpoint.FORMAT_VERSION
+    assert hockey["trainer"] == {"step": 300, "outcomes": [], "next_snapshot": 300,
+                                 "selfplay": {"members": [], "recent": {}, "rng": None, "basic": {}}}
+    for other in (version_2("gym/Pendulum-v1"), version_2("hockey", policy_only=True)):
+        assert checkpoint.migrate(copy.deepcopy(other), tmp_path)["trainer"] == other["trainer"]
+
+
 # ---------------------------------------------------------------------------------- a toy agent, end to end
 class ToyAgent:
     """A linear tanh policy that regresses onto replayed actions weighted by their rewards' softmax: no world

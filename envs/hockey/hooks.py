@@ -68,7 +68,19 @@ class HockeyHooks(TaskHooks):
                 "selfplay": self.pool.state_dict() if self.pool is not None else None}
 
     def load_state_dict(self, trainer_state: dict) -> None:
-        self.outcomes.extend(trainer_state.get("outcomes", []))
-        self.next_snapshot = trainer_state.get("next_snapshot", trainer_state["step"])  # older: snapshot now
-        if self.pool is not None and trainer_state.get("selfplay"):
+        self.outcomes.extend(trainer_state["outcomes"])
+        self.next_snapshot = trainer_state["next_snapshot"]
+        if self.pool is not None and trainer_state["selfplay"] is not None:
             self.pool.load_state_dict(trainer_state["selfplay"])
+
+    @staticmethod
+    def migrate(trainer_state: dict, version: int) -> None:
+        """Version 2 -> 3: files of earlier code may lack the game outcomes (none counted), the next snapshot's
+        step (one at once), the pool and its BasicOpponents' state (theirs start afresh)."""
+        if version != 2:
+            return
+        trainer_state.setdefault("outcomes", [])
+        trainer_state.setdefault("next_snapshot", trainer_state["step"])
+        trainer_state.setdefault("selfplay", None)
+        if trainer_state["selfplay"] is not None:
+            trainer_state["selfplay"].setdefault("basic", {})

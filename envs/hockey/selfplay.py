@@ -199,7 +199,7 @@ class OpponentPool:
             self.recent[kind].clear()
             self.recent[kind].extend(games)
         self.rng.bit_generator.state = state["rng"]
-        for kind, saved in state.get("basic", {}).items():  # absent from checkpoints of earlier code
+        for kind, saved in state["basic"].items():
             self.basic[kind].rng.set_state(saved["rng"])
             self.basic[kind].phase = saved["phase"]
         self.current = None
