@@ -233,11 +233,16 @@ def restore(path: Path, cfg, agent, trainer, buffer, logger, run_dir: Path, devi
 
 def adopt_previous_metrics(ckpt_path: Path, run_dir: Path, trainer_state: dict, logger) -> None:
     """Copy the metrics of the run being resumed into this run's directory, cut to the rows its checkpoint
-    counted (checkpoints of earlier code: cut at the checkpoint step)."""
-    old_metrics = ckpt_path.parent.parent / "metrics"
-    if old_metrics.is_dir() and old_metrics.resolve() != (run_dir / "metrics").resolve():
-        for f in old_metrics.glob("*.csv"):
+    counted (checkpoints of earlier code: cut at the checkpoint step), and its diagnostics (`<name>.jsonl`,
+    trainer/base.py) cut to the records before the checkpoint step: the resumed run writes its own from there."""
+    old_run = ckpt_path.parent.parent
+    if old_run.resolve() != Path(run_dir).resolve():
+        for f in (old_run / "metrics").glob("*.csv"):
             shutil.copy(f, run_dir / "metrics" / f.name)
+        for f in old_run.glob("*.jsonl"):  # a record without a step is kept
+            kept = [line for line in f.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", -1) < trainer_state["step"]]
+            (Path(run_dir) / f.name).write_text("".join(line + "\n" for line in kept))
     if "metrics_rows" in trainer_state:
         logger.truncate_to(trainer_state["metrics_rows"])
     else:

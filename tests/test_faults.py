@@ -171,6 +171,28 @@ def test_a_resumed_sweep_job_finds_the_earlier_job_with_its_overrides_not_its_nu
         run.find_resume_checkpoint(here0, ["task=c", "steps=200", "resume=true"])
 
 
+def test_a_resumed_run_adopts_the_diagnostics_written_before_its_checkpoint(tmp_path):
+    """Diagnostics records (`<name>.jsonl`) at or past the checkpoint step are redone by the resumed run, so
+    only the earlier ones come along; the metrics CSVs are cut to the checkpoint's row counts."""
+    from common import run
+    old, new = tmp_path / "old", tmp_path / "new"
+    for d in (old, new):
+        (d / "metrics").mkdir(parents=True)
+    (old / "metrics" / "eval.csv").write_text("step,episode_reward\n0,1.0\n")
+    records = [{"step": s, "gamma": g} for s in (0, 400, 800) for g in (0.9, 0.99)]
+    (old / "multi_gamma_snapshots.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    class Logger:
+        def truncate_to(self, counts):
+            self.counts = counts
+    logger = Logger()
+    run.adopt_previous_metrics(old / "checkpoints" / "latest.pt", new, {"step": 800, "metrics_rows": {"eval": 1}},
+                               logger)
+    adopted = [json.loads(line) for line in (new / "multi_gamma_snapshots.jsonl").read_text().splitlines()]
+    assert adopted == records[:4] and logger.counts == {"eval": 1}
+    assert (new / "metrics" / "eval.csv").read_text() == (old / "metrics" / "eval.csv").read_text()
+
+
 # ------------------------------------------------------------------------ 5: corrupted buffer files
 def test_corrupted_replay_buffers_are_errors_naming_the_file(tmp_path, tiny_tdmpc2):
     cfg, env, spec, agent = tiny_tdmpc2()
