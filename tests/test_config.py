@@ -1,7 +1,7 @@
 import pytest
 
 from common.config import ConfigError
-from tests.conftest import compose
+from tests.conftest import ROOT, compose
 
 
 def _error(*overrides) -> str:
@@ -58,3 +58,25 @@ def test_tdmpc2_rejects_discrete_actions():
     _, spec = make_env(cfg)
     with pytest.raises(ConfigError, match="continuous actions"):
         validate_for_env(cfg, spec)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_file_composes_and_validates(name):
+    """Each `+experiment=` recipe is a valid config as shipped: it passes the rules, and every key it sets exists
+    in the composed config without it (Hydra merges a misspelt key from a file silently)."""
+    from omegaconf import OmegaConf
+    recipe = OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")
+    full = compose([f"+experiment={name}"])
+    base = compose([f"agent={full.agent}", f"trainer={full.trainer}"], validate=False)  # the groups it overrides
+
+    def leaves(node, prefix=""):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if OmegaConf.is_dict(value) and OmegaConf.select(base, path) is not None \
+                    and OmegaConf.is_dict(OmegaConf.select(base, path)):
+                yield from leaves(value, path + ".")
+            else:
+                yield path
+    unknown = [k for k in leaves(recipe) if k not in ("defaults", "hydra") and not k.startswith("hydra.")
+               and OmegaConf.select(base, k, default="<missing>") == "<missing>"]
+    assert not unknown, f"+experiment={name} sets keys the config does not have: {unknown}"
