@@ -72,11 +72,10 @@ def test_every_experiment_file_composes_and_validates(name):
     def leaves(node, prefix=""):
         for key, value in node.items():
             path = f"{prefix}{key}"
-            if OmegaConf.is_dict(value) and OmegaConf.select(base, path) is not None \
-                    and OmegaConf.is_dict(OmegaConf.select(base, path)):
+            if OmegaConf.is_dict(value) and OmegaConf.is_dict(OmegaConf.select(base, path)):
                 yield from leaves(value, path + ".")
             else:
                 yield path
-    unknown = [k for k in leaves(recipe) if k not in ("defaults", "hydra") and not k.startswith("hydra.")
+    unknown = [k for k in leaves(recipe) if k.split(".")[0] not in ("defaults", "hydra")
                and OmegaConf.select(base, k, default="<missing>") == "<missing>"]
     assert not unknown, f"+experiment={name} sets keys the config does not have: {unknown}"
