@@ -1,5 +1,6 @@
 """Aggregate runs into an experiment report:
 python -m results.report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--reference tdmpc2|dreamerv3|sac]
+                         [--group-by KEY=BASELINE ...]
 
 Groups runs by task, agent and method (ablation name, else the discount set and head) over seeds and reports
 the area under the evaluation-return curve (mean return over the curve, trapezoid rule) and the final return,
@@ -17,6 +18,10 @@ min-max band of the published seeds in each task's PNG, and per task a table of 
 100k frames (or the last evaluation of a run that stopped earlier: never extrapolated), the published mean and
 range there (linear interpolation between the published points, every 100k frames), wall time, updates and
 environment frames per second.
+
+--group-by KEY=BASELINE splits the methods further by a config key that a sweep varied (`--group-by
+train_ratio=64`: labels such as `baseline train_ratio=256`); the baseline of a task and agent is then the
+runs at BASELINE among those that would be the baseline without it (A0 / heads off).
 """
 import argparse
 import csv
@@ -51,7 +56,29 @@ def _floats(rows, key):
     return [float(r[key]) for r in rows if r.get(key) not in (None, "")]
 
 
-def load_run(run_dir: Path) -> dict | None:
+def config_value(cfg: dict, key: str, where: Path):
+    """The value of a dotted key (`multi_gamma.head`) in a run's saved config; SystemExit naming both if absent."""
+    value = cfg
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise SystemExit(f"--group-by {key}: no such key in {where / 'config.yaml'}")
+        value = value[part]
+    return value
+
+
+def parse_group_by(specs: list[str]) -> dict[str, str]:
+    """['train_ratio=64'] -> {'train_ratio': '64'}; SystemExit naming the argument and the form otherwise."""
+    groups = {}
+    for spec in specs:
+        key, sep, baseline = spec.partition("=")
+        if not (key and sep and baseline):
+            raise SystemExit(f"--group-by {spec!r}: expected KEY=BASELINE (for example train_ratio=64)")
+        groups[key] = baseline
+    return groups
+
+
+def load_run(run_dir: Path, group_by: dict[str, str] | None = None) -> dict | None:
+    """A run's curve and costs; `group_by` ({key: baseline value}) adds `key=value` to its method label."""
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     evals = _rows(run_dir / "metrics" / "eval.csv")
     if not evals:
@@ -66,6 +93,11 @@ def load_run(run_dir: Path) -> dict | None:
     mg = cfg.get("multi_gamma", {})
     method = cfg.get("ablation") if cfg.get("ablation") not in (None, "none") else (
         f"gammas={mg['gammas']},{mg['head']},w={mg['loss_weight']}" if mg.get("enabled") else "baseline")
+    baseline = method in ("A0", "baseline")
+    for key, base in (group_by or {}).items():
+        value = str(config_value(cfg, key, run_dir))
+        method += f" {key}={value}"
+        baseline = baseline and value == base
     params = json.loads((run_dir / "parameters.json").read_text()) if (run_dir / "parameters.json").exists() else {}
     update_ms = _floats(train, "update_ms")
     frames = max(_floats(train, "step") + steps)
@@ -79,16 +111,16 @@ def load_run(run_dir: Path) -> dict | None:
             "peak_mb": max(_floats(train, "peak_memory_mb") or [float("nan")]),
             "aux_mae": statistics.fmean(errors) if errors else float("nan"),
             "aux_rmse": math.sqrt(statistics.fmean(e * e for e in errors)) if errors else float("nan"),
-            "baseline": method in ("A0", "baseline")}
+            "baseline": baseline}
 
 
-def find_runs(roots: list[Path]) -> list[dict]:
+def find_runs(roots: list[Path], group_by: dict[str, str] | None = None) -> list[dict]:
     """The runs under `roots`; a run found both as its directory and as a report's record of it (the same task,
     agent, method, seed and curve) counts once, as the directory."""
     runs = {}
     for root in roots:
         for cfg_file in sorted(Path(root).rglob("config.yaml")):
-            if cfg_file.parent.name != ".hydra" and (run := load_run(cfg_file.parent)):
+            if cfg_file.parent.name != ".hydra" and (run := load_run(cfg_file.parent, group_by)):
                 key = (run["task"], run["agent"], run["method"], run["seed"], tuple(run["steps"]),
                        tuple(run["returns"]))
                 if key not in runs or "records" in runs[key]["dir"].parts:
@@ -367,8 +399,10 @@ def main(argv=None) -> None:
                         help="compare with these published curves (folder of --reference-dir)")
     parser.add_argument("--reference-dir", type=Path, default=REFERENCE_DIR,
                         help=f"where the published curves are (default: {REFERENCE_DIR})")
+    parser.add_argument("--group-by", nargs="+", default=[], metavar="KEY=BASELINE",
+                        help="also group by these config keys; runs at BASELINE are the baseline")
     args = parser.parse_args(argv)
-    runs = find_runs(args.dirs)
+    runs = find_runs(args.dirs, parse_group_by(args.group_by))
     if not runs:
         raise SystemExit(f"no runs (config.yaml + metrics/eval.csv) under {', '.join(map(str, args.dirs))}")
     runs, earlier = drop_earlier_sittings(runs)

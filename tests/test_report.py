@@ -6,14 +6,14 @@ from results import report
 
 
 def _fake_run(root, task, ablation, seed, returns, update_ms=10.0, params=1000, steps=None, wall_s=60.0,
-              updates=50):
+              updates=50, extra=""):
     steps = steps or [i * 100 for i in range(len(returns))]
-    d = root / f"{task}-{ablation}-{seed}"
+    d = root / f"{task}-{ablation}-{seed}{extra.replace(': ', '')}"
     (d / "metrics").mkdir(parents=True)
     enabled = ablation != "A0"
     (d / "config.yaml").write_text(f"task: {task}\nagent: tdmpc2\nablation: {ablation}\nseed: {seed}\n"
                                    f"multi_gamma: {{enabled: {str(enabled).lower()}, gammas: [primary, 0.97], "
-                                   f"head: joint, loss_weight: 0.5}}\n")
+                                   f"head: joint, loss_weight: 0.5}}\n{extra}\n")
     (d / "metrics" / "eval.csv").write_text("step,episode_reward,elapsed_time\n" + "".join(
         f"{s},{r},{wall_s * s / steps[-1]}\n" for s, r in zip(steps, returns)))
     (d / "metrics" / "train.csv").write_text(f"step,update_ms,peak_memory_mb,updates,elapsed_time\n"
@@ -53,6 +53,25 @@ def test_report_aggregates_and_marks_the_success_bar(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "A1: meets the bar" in text
     assert (tmp_path / "curves_walker-walk.png").stat().st_size > 1000
+
+
+def test_group_by_a_swept_key_against_its_baseline_value(tmp_path):
+    for seed in (1, 2):  # a sweep over train_ratio: without --group-by all four runs would be one group
+        _fake_run(tmp_path, "cheetah-run", "A0", seed, [0, 100, 200], extra="train_ratio: 64")  # AUC 100
+        _fake_run(tmp_path, "cheetah-run", "A0", seed, [0, 120, 240], update_ms=13.0,  # AUC 120
+                  extra="train_ratio: 256")
+    assert len(report.summarize(report.find_runs([tmp_path]))) == 1
+    group_by = report.parse_group_by(["train_ratio=64"])
+    table = {r["method"]: r for r in report.summarize(report.find_runs([tmp_path], group_by))}
+    assert sorted(table) == ["A0 train_ratio=256", "A0 train_ratio=64"]
+    base, more = table["A0 train_ratio=64"], table["A0 train_ratio=256"]
+    assert base["baseline"] and not more["baseline"] and more["seeds"] == 2
+    assert more["auc_gain"] == pytest.approx(0.2) and more["time_overhead"] == pytest.approx(0.3)
+    for bad, message in [("train_ratio", "expected KEY=BASELINE"), ("=64", "expected KEY=BASELINE")]:
+        with pytest.raises(SystemExit, match=message):
+            report.parse_group_by([bad])
+    with pytest.raises(SystemExit, match="--group-by train_ration: no such key"):
+        report.find_runs([tmp_path], {"train_ration": "64"})
 
 
 def test_overhead_above_budget_fails_the_bar(tmp_path):
