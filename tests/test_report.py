@@ -67,6 +67,10 @@ def test_group_by_a_swept_key_against_its_baseline_value(tmp_path):
     base, more = table["A0 train_ratio=64"], table["A0 train_ratio=256"]
     assert base["baseline"] and not more["baseline"] and more["seeds"] == 2
     assert more["auc_gain"] == pytest.approx(0.2) and more["time_overhead"] == pytest.approx(0.3)
+    # +20% AUC and +30% time, but no auxiliary heads: the multi-discount success bar does not judge it
+    assert report.success(list(table.values())) == {}
+    report.main([str(tmp_path), "--group-by", "train_ratio=64"])
+    assert "bar" not in (tmp_path / "report.md").read_text()
     for bad, message in [("train_ratio", "expected KEY=BASELINE"), ("=64", "expected KEY=BASELINE")]:
         with pytest.raises(SystemExit, match=message):
             report.parse_group_by([bad])
