@@ -8,8 +8,8 @@ both over the frames every run of the task and agent reached (runs stopped early
 spread, the auxiliary heads' MAE/RMSE of decoded predictions against targets (from debug snapshots,
 multi_gamma.debug_logging=true), and overhead against the baseline (A0 / heads off) of the same task and agent:
 parameters, ms per update, peak memory. The success bar (research plan), for methods with auxiliary heads:
-+3% AUC or more on at least two tasks with at most 15% time overhead. Writes report.md and one PNG of learning curves (mean over seeds, each seed
-thin) per task, each run's eval curve in the reference format `step,reward,seed` under curves/, and each run's
++3% AUC or more on at least two tasks with at most 15% time overhead. Writes report.md and one PNG of learning
+curves (mean over seeds, each seed thin) per task, each run's eval curve in the reference format `step,reward,seed` under curves/, and each run's
 record under records/ (its config and metrics, the files read here): pass the output folder again as a DIR
 and a later report still holds runs whose directories are gone.
 
