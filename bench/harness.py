@@ -97,7 +97,7 @@ def write_results(name: str, rows: list[dict]) -> Path:
     if path.exists():
         with open(path, newline="") as f:
             old = list(csv.DictReader(f))
-        fields += [k for r in old for k in r if k not in fields]
+        fields = list(dict.fromkeys(fields + [k for r in old for k in r]))  # each column once, new ones last
         rows = old + rows
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fields, restval="")

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import platform
 import random
 import re
 import shutil
@@ -268,7 +269,24 @@ def results_csv_name(cfg, job_overrides=None) -> str:
     return name + ".csv"
 
 
-def write_run_info(run_dir: Path, cfg, counts: dict) -> None:
+def hardware_info(device: torch.device, precision: str) -> dict:
+    """What a run ran on: the device, the precision `auto` resolved to, the thread count and the CPU model.
+    Wall times and `precision=auto` runs are only comparable with this beside them."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _read_text("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"device": str(device), "precision": precision, "threads": torch.get_num_threads(), "cpu": cpu,
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:  # no /proc (macOS, Windows)
+        return ""
+
+
+def write_run_info(run_dir: Path, cfg, counts: dict, hardware: dict) -> None:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (run_dir / "parameters.json").write_text(json.dumps(counts, indent=2))
     (run_dir / "source.json").write_text(json.dumps(checkpoint.source_revision(), indent=2))  # commit, dirty
+    (run_dir / "hardware.json").write_text(json.dumps(hardware, indent=2))

@@ -80,6 +80,8 @@ def parse_group_by(specs: list[str]) -> dict[str, str]:
 def load_run(run_dir: Path, group_by: dict[str, str] | None = None) -> dict | None:
     """A run's curve and costs; `group_by` ({key: baseline value}) adds `key=value` to its method label."""
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    if (run_dir / "hardware.json").exists():  # `precision=auto` is fp32 or bf16 by machine: group by what ran
+        cfg["precision"] = json.loads((run_dir / "hardware.json").read_text())["precision"]
     evals = _rows(run_dir / "metrics" / "eval.csv")
     if not evals:
         return None
@@ -313,8 +315,8 @@ def reference_tables(runs: list[dict], name: str, root: Path = REFERENCE_DIR) ->
     return lines, references
 
 
-RECORD_FILES = ("config.yaml", "parameters.json", "multi_gamma_snapshots.jsonl", "metrics/eval.csv",
-                "metrics/train.csv")
+RECORD_FILES = ("config.yaml", "parameters.json", "hardware.json", "multi_gamma_snapshots.jsonl",
+                "metrics/eval.csv", "metrics/train.csv")
 
 
 def _run_name(r: dict) -> str:

@@ -221,3 +221,4 @@ def test_multirun_sweep_over_discount_sets(tmp_path, launcher):
     assert all(len(c.read_text().splitlines()) >= 2 for c in curves)  # header and the evaluations
     for job in jobs:
         assert json.loads((job / "source.json").read_text()).keys() == {"commit", "dirty"}
+        assert json.loads((job / "hardware.json").read_text())["precision"] == "fp32"  # the default, resolved

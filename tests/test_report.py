@@ -78,6 +78,17 @@ def test_group_by_a_swept_key_against_its_baseline_value(tmp_path):
         report.find_runs([tmp_path], {"train_ration": "64"})
 
 
+def test_group_by_precision_reads_what_auto_resolved_to(tmp_path):
+    for seed, ran in ((1, "bf16"), (2, "fp32")):  # both configs say auto; the machines differed
+        _fake_run(tmp_path, "cheetah-run", "A0", seed, [0, 100, 200], extra="precision: auto")
+        (tmp_path / f"cheetah-run-A0-{seed}precisionauto" / "hardware.json").write_text(json.dumps({"device": "cpu", "precision": ran}))
+    runs = report.find_runs([tmp_path], report.parse_group_by(["precision=fp32"]))
+    assert sorted((r["seed"], r["method"], r["baseline"]) for r in runs) == [
+        (1, "A0 precision=bf16", False), (2, "A0 precision=fp32", True)]
+    report.write_records(runs, tmp_path / "out")  # the record keeps the file, so a later report groups alike
+    assert len(list((tmp_path / "out").rglob("hardware.json"))) == 2
+
+
 def test_overhead_above_budget_fails_the_bar(tmp_path):
     for task in ("walker-walk", "cheetah-run"):
         _fake_run(tmp_path, task, "A0", 1, [0, 100, 200])

@@ -90,9 +90,13 @@ def test_source_revision_of_a_scratch_repository(tmp_path):
 
 def test_run_directory_and_checkpoint_name_the_code(tiny_tdmpc2, tmp_path):
     from common import checkpoint
-    from common.run import write_run_info
-    cfg, env, spec, agent = tiny_tdmpc2()
-    write_run_info(tmp_path, cfg, agent.parameter_counts())
+    from common.precision import fast_bf16
+    from common.run import hardware_info, write_run_info
+    cfg, env, spec, agent = tiny_tdmpc2("precision=auto")
+    write_run_info(tmp_path, cfg, agent.parameter_counts(), hardware_info(torch.device("cpu"), agent.precision))
+    hardware = json.loads((tmp_path / "hardware.json").read_text())  # what `auto` became on this machine
+    assert hardware["precision"] == ("bf16" if fast_bf16(torch.device("cpu")) else "fp32")
+    assert hardware["device"] == "cpu" and hardware["threads"] == torch.get_num_threads() and hardware["cpu"]
     expected = checkpoint.source_revision(ROOT)  # this checkout, as the test sees it
     recorded = json.loads((tmp_path / "source.json").read_text())
     assert recorded["commit"] == expected["commit"] and len(recorded["commit"]) == 40
@@ -140,3 +144,16 @@ def test_interrupt_before_the_first_episode_of_a_resumed_run_keeps_its_step(tiny
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert checkpoint.load(trainer.ckpt_path)["trainer"]["step"] == 3000
+
+
+def test_bench_results_keep_each_column_once_across_appends(tmp_path, monkeypatch):
+    from bench import harness
+    monkeypatch.setattr(harness, "ROOT", tmp_path)
+    (tmp_path / "results").mkdir()
+    for row in ({"size": 1, "ms": 2.0}, {"size": 5, "ms": 3.0, "gflops": 9.0}, {"size": 1, "ms": 4.0}):
+        path = harness.write_results("speed", [row])
+    header, *rows = path.read_text().splitlines()
+    assert header.split(",") == ["date", "commit", "machine", "size", "ms", "gflops"]
+    with open(path, newline="") as f:
+        assert [(r["size"], r["ms"], r["gflops"]) for r in csv.DictReader(f)] == [
+            ("1", "2.0", ""), ("5", "3.0", "9.0"), ("1", "4.0", "")]
