@@ -11,7 +11,7 @@ from common.config import ConfigError, primary_discount, task_discounts, validat
 from common.dataset import DatasetError
 from common.logger import Logger
 from common.memory import keep_freed_memory
-from common.precision import describe
+from common.precision import describe, resolve
 from common.run import (RunDirError, Terminated, claim_run_dir, device_of, find_resume_checkpoint, hardware_info,
                         release_run_dir, restore, results_csv_name, seed_everything, terminate_like_ctrl_c,
                         write_run_info)
@@ -68,7 +68,7 @@ def run(cfg, run_dir: Path) -> None:
     except DatasetError as e:
         sys.exit(f"Dataset error: {e}")
     logger = Logger(run_dir, cfg)
-    write_run_info(run_dir, cfg, counts, hardware_info(device, agent.precision))
+    write_run_info(run_dir, cfg, counts, hardware_info(device, resolve(cfg.precision, device)))
     trainer = make_trainer(cfg, env, spec, agent, buffer, logger, run_dir)
 
     sweep_overrides = list(HydraConfig.get().overrides.task) if HydraConfig.get().mode == RunMode.MULTIRUN else None
