@@ -2,16 +2,15 @@
 
     python results/evidence/hockey/policy_saturation.py CHECKPOINT [CHECKPOINT ...]
 
-Plays 1000 steps of the deterministic policy (the prior's mean action) against the weak BasicOpponent from
-`reset(seed=0)` and prints, per action dim, the mean pre-tanh std of the prior and the share of steps whose
-mean action is beyond |0.99|. With `mpc=false` the prior's samples are the agent's exploration.
-Later episodes reset unseeded (as the original game does), so the figures vary a little between calls."""
+Plays 1000 steps of the deterministic policy (the prior's mean action) against the weak BasicOpponent in the
+framework's hockey task (`make_hockey_env`, seeded: sides alternate as in training) and prints, per action dim, the mean pre-tanh std of the prior and the share of steps whose
+mean action is beyond |0.99|. With `mpc=false` the prior's samples are the agent's exploration."""
 import sys
 
 import numpy as np
 import torch
 
-from envs.hockey import HockeyEnv_BasicOpponent
+from envs.hockey.task import make_hockey_env
 from src.policy import load_agent
 
 STEPS = 1000
@@ -19,8 +18,8 @@ STEPS = 1000
 
 def saturation(path: str) -> tuple[str, np.ndarray, np.ndarray]:
     agent, cfg, _ = load_agent(path)
-    env = HockeyEnv_BasicOpponent(weak_opponent=True)
-    obs, _ = env.reset(seed=0)
+    env = make_hockey_env(opponent="weak", seed=0)
+    obs, _ = env.reset()
     log_stds, means = [], []
     for _ in range(STEPS):
         with torch.no_grad():
