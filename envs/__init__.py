@@ -9,6 +9,7 @@ name such as `mt3-cartpole`) give a padded multi-task env (envs/multitask.py).
 from collections.abc import Callable
 
 import gymnasium as gym
+from omegaconf import OmegaConf
 
 from common.checkpoint import register_migration
 from common.config import register_rules
@@ -65,8 +66,11 @@ def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str, Callable[[E
             pool = OpponentPool.from_config(cfg.selfplay, seed, eval_opponent=HOCKEY_TASKS[task][1],
                                             device=device_of(cfg))
             opponent_policy = pool
+        # configs saved before hockey.timeout existed (checkpoints' configs) played with the game's terminal draw
+        timeout = OmegaConf.select(cfg, "hockey.timeout", default="terminated")
         env = make_hockey_env(opponent=opponent, mode=mode if h.mode == "auto" else h.mode, reward=h.reward,
-                              side=h.side, backend=h.backend, seed=seed, opponent_policy=opponent_policy)
+                              side=h.side, backend=h.backend, seed=seed, opponent_policy=opponent_policy,
+                              timeout=timeout)
         hooks = lambda spec: hooks_class(task)(cfg, spec, pool)  # noqa: E731  (HockeyHooks)
     if isinstance(env.action_space, gym.spaces.Box):
         env = RescaleAction(env)

@@ -33,6 +33,7 @@ def task_rules(r: Rules):
         r.choice("hockey.reward", ("sparse", "shaped", "outcome"))
         r.choice("hockey.side", ("alternate", "left"))
         r.choice("hockey.backend", ("ours", "original", "auto"))
+        r.choice("hockey.timeout", ("terminated", "truncated"))
         r.check(cfg.hockey.opponent != "checkpoint" or bool(cfg.hockey.opponent_checkpoint),
                 "hockey.opponent_checkpoint", "must be a path when hockey.opponent=checkpoint")
         if cfg.hockey.opponent == "checkpoint" and cfg.hockey.opponent_checkpoint:

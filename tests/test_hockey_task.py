@@ -5,10 +5,14 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
+from common.config import ConfigError
+from envs import make_env
 from envs.hockey import task as task_mod
 from envs.hockey.hockey_env import HockeyEnv, Mode
 from envs.hockey.task import SHAPING_WEIGHTS, make_hockey_env
+from tests.conftest import compose
 
 
 def _run_episode(env, policy=None, seed=None):
@@ -169,6 +173,23 @@ def test_timeout_option():
     env.reset()
     flags = [env.step(np.zeros(4))[2:4] for _ in range(81)]
     assert flags[-1] == (True, False)
+
+
+
+@pytest.mark.parametrize("timeout, flags", [("terminated", (True, False)), ("truncated", (False, True))])
+def test_timeout_key_reaches_the_stored_termination(timeout, flags):
+    """`hockey.timeout` decides whether the draw at the time limit is stored as terminal (what TD targets read)."""
+    env, spec = make_env(compose(["task=hockey-shooting", "hockey.opponent=none", f"hockey.timeout={timeout}"]))
+    env.reset()
+    for step in range(1, 82):  # 80 steps and the final one
+        _, _, done, info = env.step(torch.zeros(spec.action_dim))
+        assert done == (step == 81) and info["winner"] == 0
+    assert (info["terminated"], info["truncated"]) == flags
+
+
+def test_timeout_key_is_checked():
+    with pytest.raises(ConfigError, match=r"hockey.timeout='never': must be one of"):
+        compose(["task=hockey", "hockey.timeout=never"])
 
 
 def test_backends(monkeypatch):
