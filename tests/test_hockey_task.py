@@ -175,7 +175,6 @@ def test_timeout_option():
     assert flags[-1] == (True, False)
 
 
-
 @pytest.mark.parametrize("timeout, flags", [("terminated", (True, False)), ("truncated", (False, True))])
 def test_timeout_key_reaches_the_stored_termination(timeout, flags):
     """`hockey.timeout` decides whether the draw at the time limit is stored as terminal (what TD targets read)."""
