@@ -71,7 +71,8 @@ def main(eval_cfg) -> None:
     if matchups:
         for opponent, overrides in matchups.items():
             env = env_for(**overrides)
-            outcomes = [info.get("winner", 0) for info in run_episodes(env, agent, eval_cfg.hockey_games)[2]]
+            with env.task_hooks.evaluating():  # what evaluation plays (hockey: full games, no drills)
+                outcomes = [info.get("winner", 0) for info in run_episodes(env, agent, eval_cfg.hockey_games)[2]]
             n = len(outcomes)
             row = {}
             for name, value in (("win", 1), ("draw", 0), ("loss", -1)):

@@ -54,7 +54,7 @@ def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str, Callable[[E
         if len(env.observation_space.shape) == 3:  # pixel tasks, e.g. CarRacing-v3: channels first, resized
             env = ImageObservation(env, cfg.image_size)
     else:
-        from envs.hockey.task import make_hockey_env
+        from envs.hockey.task import Drills, make_hockey_env
         mode, opponent = HOCKEY_TASKS[task]
         h = cfg.hockey
         opponent = opponent if h.opponent == "auto" else h.opponent
@@ -66,12 +66,15 @@ def _build_gym_env(cfg, task: str, seed: int) -> tuple[gym.Env, str, Callable[[E
             pool = OpponentPool.from_config(cfg.selfplay, seed, eval_opponent=HOCKEY_TASKS[task][1],
                                             device=device_of(cfg))
             opponent_policy = pool
-        # configs saved before hockey.timeout existed (checkpoints' configs) played with the game's terminal draw
+        # configs saved before hockey.timeout / hockey.drills existed (checkpoints' configs): the game's terminal
+        # draw, full games only
         timeout = OmegaConf.select(cfg, "hockey.timeout", default="terminated")
+        drill_probs = OmegaConf.select(cfg, "hockey.drills", default=None)
+        drills = Drills(**drill_probs) if drill_probs and any(drill_probs.values()) else None
         env = make_hockey_env(opponent=opponent, mode=mode if h.mode == "auto" else h.mode, reward=h.reward,
                               side=h.side, backend=h.backend, seed=seed, opponent_policy=opponent_policy,
-                              timeout=timeout)
-        hooks = lambda spec: hooks_class(task)(cfg, spec, pool)  # noqa: E731  (HockeyHooks)
+                              timeout=timeout, drills=drills)
+        hooks = lambda spec: hooks_class(task)(cfg, spec, pool, drills)  # noqa: E731  (HockeyHooks)
     if isinstance(env.action_space, gym.spaces.Box):
         env = RescaleAction(env)
     return env, kind, hooks

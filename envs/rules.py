@@ -34,11 +34,33 @@ def task_rules(r: Rules):
         r.choice("hockey.side", ("alternate", "left"))
         r.choice("hockey.backend", ("ours", "original", "auto"))
         r.choice("hockey.timeout", ("terminated", "truncated"))
+        _drill_rules(r)
         r.check(cfg.hockey.opponent != "checkpoint" or bool(cfg.hockey.opponent_checkpoint),
                 "hockey.opponent_checkpoint", "must be a path when hockey.opponent=checkpoint")
         if cfg.hockey.opponent == "checkpoint" and cfg.hockey.opponent_checkpoint:
             r.check(Path(str(cfg.hockey.opponent_checkpoint)).is_file(), "hockey.opponent_checkpoint",
                     "must be an existing checkpoint file")
+
+
+def _drill_rules(r: Rules):
+    """hockey.drills (envs/hockey/task.py Drills): the share of training episodes that are drills."""
+    cfg = r.cfg
+    drills = OmegaConf.select(cfg, "hockey.drills")
+    if not (isinstance(drills, DictConfig) and set(drills) == {"shooting", "defense"}):
+        r.check(False, "hockey.drills", "must be a mapping {shooting: p, defense: q}", drills)
+        return
+    errors = len(r.errors)
+    r.number("hockey.drills.shooting", 0, 1)
+    r.number("hockey.drills.defense", 0, 1)
+    if len(r.errors) > errors or drills.shooting + drills.defense == 0:
+        return
+    r.check(drills.shooting + drills.defense <= 1, "hockey.drills",
+            "shooting + defense is the share of training episodes that are drills: at most 1", dict(drills))
+    mode = HOCKEY_TASKS[cfg.task][0] if cfg.hockey.mode == "auto" else cfg.hockey.mode
+    r.check(mode == "normal", "hockey.drills",
+            f"drills replace full games: they need mode normal, not {mode} (task={cfg.task})", dict(drills))
+    r.check(cfg.trainer == "online", "hockey.drills",
+            f"drills are a curriculum of online training: they need trainer=online, not {cfg.trainer}", dict(drills))
 
 
 def _multitask_rules(r: Rules):

@@ -281,3 +281,77 @@ def test_reward_outcome_is_win_loss_only_at_the_end():
         assert rewards[:-1] == [0.0] * (len(rewards) - 1) and rewards[-1] == float(winner)
     with pytest.raises(ValueError, match="'sparse', 'shaped' or 'outcome'"):
         make_hockey_env(reward="goals")
+
+
+def _drill_starts(drills, episodes, seed=3):
+    """(mode, side, puck x in the learner's frame at reset, episode length) of `episodes` zero-action episodes."""
+    env = make_hockey_env(opponent="weak", seed=seed, drills=drills)
+    out = []
+    for _ in range(episodes):
+        obs, _ = env.reset()
+        puck_x, steps, info = obs[12], 0, {}
+        while True:
+            _, _, term, trunc, info = env.step(np.zeros(4))
+            steps += 1
+            if term or trunc:
+                break
+        out.append((info["mode"], info["side"], float(puck_x), steps))
+    return out
+
+
+def test_drills_replace_some_full_games_and_never_evaluation_games():
+    """hockey.drills: drills start as their game mode does (learner on the left; shooting: the puck on its half,
+    still; defense: the puck on the far half and shot at its goal) and end by step 81; the rest are full games
+    on the usual side schedule; within evaluating() every episode is a full game."""
+    drills = task_mod.Drills(shooting=0.4, defense=0.3)
+    starts = _drill_starts(drills, 60)
+    modes = [m for m, *_ in starts]
+    assert 12 <= modes.count("shooting") <= 36 and 8 <= modes.count("defense") <= 30 and modes.count("normal") >= 8
+    for mode, side, puck_x, steps in starts:
+        if mode != "normal":
+            assert side == "left" and steps <= 81
+            assert (puck_x < 0) if mode == "shooting" else (puck_x > 0)
+    assert {side for mode, side, *_ in starts if mode == "normal"} == {"left", "right"}
+    assert max(steps for mode, _, _, steps in starts if mode == "normal") > 81  # full games run past a drill's end
+
+    env = make_hockey_env(opponent="none", seed=3, drills=drills)
+    while env.reset() and env.episode_mode != "defense":
+        pass
+    assert env.step(np.zeros(4))[0][14] < -10  # the drill's shot: puck v_x towards the learner's goal (x < 0)
+    with drills.evaluating():
+        assert {m for m, *_ in _drill_starts(drills, 8)} == {"normal"}
+    assert {m for m, *_ in _drill_starts(drills, 8)} != {"normal"}  # paused only within the block
+    assert _drill_starts(task_mod.Drills(shooting=0.4, defense=0.3), 10) == starts[:10]  # seeded
+
+
+def test_drills_are_checked():
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        task_mod.Drills(shooting=0.7, defense=0.5)
+    with pytest.raises(ValueError, match="need mode='normal'"):
+        make_hockey_env(mode="shooting", opponent="none", drills=task_mod.Drills(shooting=0.5))
+    for overrides, message in [(["hockey.drills.shooting=1.5"], r"hockey.drills.shooting=1.5: must be a number in \[0, 1\]"),
+                               (["hockey.drills.shooting=0.6", "hockey.drills.defense=0.6"], "at most 1"),
+                               (["task=hockey-defense", "hockey.drills.shooting=0.2"], "need mode normal, not defense"),
+                               (["hockey.drills=none"], "must be a mapping")]:
+        with pytest.raises(ConfigError, match=message):
+            compose(["task=hockey", *overrides])
+    assert make_env(compose(["task=hockey"]))[0].task_hooks.drills is None  # no drills unless asked
+
+
+def test_drill_games_are_counted_apart_and_the_hooks_pause_them():
+    """The training hooks count full games in win/draw/loss_rate and drills in their own rates, and their
+    evaluating() (the trainer's evaluation, evaluate.py) plays full games only."""
+    env, spec = make_env(compose(["task=hockey", "hockey.drills.shooting=0.5"]))
+    hooks = env.task_hooks
+    assert isinstance(hooks.drills, task_mod.Drills)
+    assert hooks.episode_stats({"winner": 1, "mode": "normal"})["win_rate"] == 1.0
+    stats = hooks.episode_stats({"winner": 1, "mode": "shooting"})
+    assert stats == {"drill": "shooting", "drill_win_rate/shooting": 1.0, "drill_loss_rate/shooting": 0.0}
+    stats = hooks.episode_stats({"winner": 0, "mode": "normal"})
+    assert stats["win_rate"] == 0.5 and stats["draw_rate"] == 0.5  # the drill is not a game
+    state = hooks.state_dict()
+    assert state["drill_outcomes"]["shooting"] == [1]
+    rng = np.random.default_rng(0)
+    with hooks.evaluating():
+        assert {hooks.drills.mode(rng) for _ in range(20)} == {"normal"}
+    assert "shooting" in {hooks.drills.mode(rng) for _ in range(20)}

@@ -1,4 +1,5 @@
 """The hockey tasks' training hooks (envs/hooks.py): auxiliary targets, game results, the self-play pool."""
+import contextlib
 from collections import deque
 from pathlib import Path
 
@@ -12,11 +13,13 @@ RECENT_GAMES = 100  # win/draw/loss rates in train.csv are over this many last g
 
 
 class HockeyHooks(TaskHooks):
-    """`pool`: the self-play OpponentPool the env plays (hockey.opponent=selfplay), else None."""
+    """`pool`: the self-play OpponentPool the env plays (hockey.opponent=selfplay), else None. `drills`: the
+    env's Drills (hockey.drills), else None."""
 
-    def __init__(self, cfg, spec, pool=None):
-        self.cfg, self.spec, self.pool = cfg, spec, pool
+    def __init__(self, cfg, spec, pool=None, drills=None):
+        self.cfg, self.spec, self.pool, self.drills = cfg, spec, pool, drills
         self.outcomes = deque(maxlen=RECENT_GAMES)  # per-game results: 1 win, 0 draw, -1 loss
+        self.drill_outcomes = {"shooting": deque(maxlen=RECENT_GAMES), "defense": deque(maxlen=RECENT_GAMES)}
         self.next_snapshot = 0
 
     def annotate(self, episode, final_info: dict) -> None:
@@ -25,9 +28,17 @@ class HockeyHooks(TaskHooks):
             episode.update(aux_targets(episode["obs"], final_info, self.cfg.aux_heads.goal_horizon))
 
     def episode_stats(self, final_info: dict) -> dict:
-        """Win/draw/loss rates over the last games, the goals, and the self-play pool's statistics."""
+        """Win/draw/loss rates over the last full games, the goals, and the self-play pool's statistics; after a
+        drill, its kind's goal rate over the last drills of that kind (`drill_win_rate/shooting`: shots that
+        scored, `drill_loss_rate/defense`: shots conceded) and nothing of the full games' counts."""
         if "winner" not in final_info:
             return {}
+        drill = final_info.get("mode", "normal")
+        if drill != "normal":
+            games = self.drill_outcomes[drill]
+            games.append(int(final_info["winner"]))
+            return {"drill": drill, f"drill_win_rate/{drill}": sum(o == 1 for o in games) / len(games),
+                    f"drill_loss_rate/{drill}": sum(o == -1 for o in games) / len(games)}
         self.outcomes.append(int(final_info["winner"]))
         n = len(self.outcomes)
         stats = {"win_rate": sum(o == 1 for o in self.outcomes) / n,
@@ -41,9 +52,15 @@ class HockeyHooks(TaskHooks):
             stats.update(self.pool.stats())
         return stats
 
+    @contextlib.contextmanager
     def evaluating(self):
-        """Self-play evaluates against the task's own BasicOpponent, as runs without a pool do."""
-        return self.pool.evaluating() if self.pool is not None else super().evaluating()
+        """Full games only, and self-play evaluates against the task's own BasicOpponent, as runs without a
+        pool do."""
+        with contextlib.ExitStack() as stack:
+            for schedule in (self.pool, self.drills):
+                if schedule is not None:
+                    stack.enter_context(schedule.evaluating())
+            yield
 
     @staticmethod
     def evaluation_matchups() -> dict[str, dict]:
@@ -65,10 +82,13 @@ class HockeyHooks(TaskHooks):
 
     def state_dict(self) -> dict:
         return {"outcomes": list(self.outcomes), "next_snapshot": self.next_snapshot,
+                "drill_outcomes": {kind: list(games) for kind, games in self.drill_outcomes.items()},
                 "selfplay": self.pool.state_dict() if self.pool is not None else None}
 
     def load_state_dict(self, trainer_state: dict) -> None:
         self.outcomes.extend(trainer_state["outcomes"])
+        for kind, games in trainer_state.get("drill_outcomes", {}).items():  # absent before hockey.drills existed
+            self.drill_outcomes[kind].extend(games)
         self.next_snapshot = trainer_state["next_snapshot"]
         if self.pool is not None and trainer_state["selfplay"] is not None:
             self.pool.load_state_dict(trainer_state["selfplay"])

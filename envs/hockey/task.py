@@ -48,10 +48,15 @@ seed
 timeout
     ``"terminated"`` (default, as the game reports it) or ``"truncated"``: report the draw at the time limit
     as ``truncated=True, terminated=False``.
+drills
+    NORMAL only: a :class:`Drills` (``hockey.drills``) that makes some training episodes a shooting or
+    defense drill (81 steps, learner on the left, the opponent as keeper or shooter) instead of a full game,
+    drawn at each reset from the bridge's generator; within ``drills.evaluating()`` every episode is a full game.
 
 Info keys (every step)
 ----------------------
-``winner`` (+1 learner scored, -1 opponent scored, 0 none/draw), ``goals_for`` / ``goals_against`` (0 or 1;
+``winner`` (+1 learner scored, -1 opponent scored, 0 none/draw), ``mode`` (the episode's: "normal",
+"shooting" or "defense"), ``goals_for`` / ``goals_against`` (0 or 1;
 the game ends at the first goal, so at the final step they give the episode's score), ``success`` (1.0 on
 a winning final step, else 0.0), ``side`` ("left"/"right"), ``reward_closeness_to_puck``,
 ``reward_touch_puck``, ``reward_puck_direction`` (learner's perspective), ``sparse_reward``.
@@ -59,6 +64,7 @@ a winning final step, else 0.0), ``side`` ("left"/"right"), ``reward_closeness_t
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Callable
 
@@ -68,7 +74,7 @@ from gymnasium import spaces
 
 from .opponents import BasicOpponent
 
-__all__ = ["make_hockey_env", "HockeyTask", "SHAPING_WEIGHTS", "MODES", "load_backend"]
+__all__ = ["make_hockey_env", "HockeyTask", "Drills", "SHAPING_WEIGHTS", "MODES", "load_backend"]
 
 SHAPING_WEIGHTS = {"touch": 0.25, "direction": 5.0}
 MODES = {"normal": "NORMAL", "shooting": "TRAIN_SHOOTING", "defense": "TRAIN_DEFENSE"}
@@ -99,6 +105,36 @@ class _ZeroOpponent:
         return self._a
 
 
+class Drills:
+    """A curriculum of the game's training modes inside full-game training: each training episode is a shooting
+    drill with probability `shooting`, a defense drill with probability `defense`, else a full game. Why: the
+    drills put the puck before the learner's racket (shooting, against a keeper) or on its goal (defense) in
+    81 steps, so a frame of training holds more shots and saves than a full game's. `evaluating()` pauses
+    them, so every evaluation is a full game; the env and the training hooks share one instance."""
+
+    def __init__(self, shooting: float = 0.0, defense: float = 0.0):
+        if not (0 <= shooting <= 1 and 0 <= defense <= 1 and shooting + defense <= 1):
+            raise ValueError(f"drill probabilities must be in [0, 1] and sum to at most 1, not shooting={shooting}, "
+                             f"defense={defense}")
+        self.shooting, self.defense = float(shooting), float(defense)
+        self._paused = False
+
+    def mode(self, rng: np.random.Generator) -> str:
+        """The next episode's mode; draws from `rng` only outside evaluation."""
+        if self._paused:
+            return "normal"
+        u = rng.random()
+        return "shooting" if u < self.shooting else "defense" if u < self.shooting + self.defense else "normal"
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        self._paused = True
+        try:
+            yield self
+        finally:
+            self._paused = False
+
+
 class _CallableOpponent:
     def __init__(self, policy: Callable):
         self.policy = policy
@@ -119,7 +155,7 @@ class HockeyTask(gym.Env):
     def __init__(self, opponent: str = "weak", mode: str = "normal", reward: str = "sparse",
                  side: str = "alternate", backend: str = "ours", seed: int | None = None,
                  opponent_policy: Callable | None = None,
-                 shaping_weights: dict | None = None, timeout: str = "terminated",
+                 shaping_weights: dict | None = None, timeout: str = "terminated", drills: Drills | None = None,
                  render_mode: str | None = "rgb_array", env_kwargs: dict | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, not {mode!r}")
@@ -131,6 +167,8 @@ class HockeyTask(gym.Env):
             raise ValueError(f"timeout must be 'terminated' or 'truncated', not {timeout!r}")
         if opponent not in ("weak", "strong", "none", "checkpoint", "selfplay"):
             raise ValueError(f"opponent must be 'weak', 'strong', 'none', 'checkpoint' or 'selfplay', not {opponent!r}")
+        if drills is not None and mode != "normal":
+            raise ValueError(f"drills replace full games: they need mode='normal', not {mode!r}")
         self.backend = load_backend(backend)
         self.backend_name = "original" if self.backend.__name__.startswith("hockey.") else "ours"
         self.mode_name = mode
@@ -139,6 +177,8 @@ class HockeyTask(gym.Env):
         self.timeout = timeout
         self.render_mode = render_mode
         self.weights = dict(SHAPING_WEIGHTS, **(shaping_weights or {}))
+        self.drills = drills
+        self.episode_mode = mode
 
         self.game = self.backend.HockeyEnv(keep_mode=True, mode=getattr(self.backend.Mode, MODES[mode]),
                                            **(env_kwargs or {}))
@@ -182,7 +222,12 @@ class HockeyTask(gym.Env):
             self.episode = -1
         self.episode += 1
         one_starting = None
-        if self.side == "alternate":
+        if self.drills is not None:  # the game's mode is read at reset (the original's reset(mode=) fails)
+            self.episode_mode = self.drills.mode(self._rng)
+            self.game.mode = getattr(self.backend.Mode, MODES[self.episode_mode])
+        if self.episode_mode != "normal":  # a drill: defined for the left player; the side schedule goes on
+            self.learner_left = True
+        elif self.side == "alternate":
             self.learner_left = self.episode % 2 == 0
             puck_on_learner_half = (self.episode // 2) % 2 == 0
             one_starting = self.learner_left == puck_on_learner_half
@@ -233,6 +278,7 @@ class HockeyTask(gym.Env):
             "goals_against": int(winner == -1),
             "success": float(done and winner == 1),
             "side": "left" if self.learner_left else "right",
+            "mode": self.episode_mode,
             "sparse_reward": sparse,
             "reward_closeness_to_puck": info["reward_closeness_to_puck"],
             "reward_touch_puck": info["reward_touch_puck"],
