@@ -329,7 +329,7 @@ def test_drills_are_checked():
         task_mod.Drills(shooting=0.7, defense=0.5)
     with pytest.raises(ValueError, match="need mode='normal'"):
         make_hockey_env(mode="shooting", opponent="none", drills=task_mod.Drills(shooting=0.5))
-    for overrides, message in [(["hockey.drills.shooting=1.5"], r"hockey.drills.shooting=1.5: must be a number in \[0, 1\]"),
+    for overrides, message in [(["hockey.drills.shooting=1.5"], r"drills.shooting=1.5: must be a number in \[0, 1\]"),
                                (["hockey.drills.shooting=0.6", "hockey.drills.defense=0.6"], "at most 1"),
                                (["task=hockey-defense", "hockey.drills.shooting=0.2"], "need mode normal, not defense"),
                                (["hockey.drills=none"], "must be a mapping")]:
@@ -346,7 +346,7 @@ def test_drill_games_are_counted_apart_and_the_hooks_pause_them():
     assert isinstance(hooks.drills, task_mod.Drills)
     assert hooks.episode_stats({"winner": 1, "mode": "normal"})["win_rate"] == 1.0
     stats = hooks.episode_stats({"winner": 1, "mode": "shooting"})
-    assert stats == {"drill": "shooting", "drill_win_rate/shooting": 1.0, "drill_loss_rate/shooting": 0.0}
+    assert stats == {"drill_win_rate/shooting": 1.0, "drill_loss_rate/shooting": 0.0}
     stats = hooks.episode_stats({"winner": 0, "mode": "normal"})
     assert stats["win_rate"] == 0.5 and stats["draw_rate"] == 0.5  # the drill is not a game
     state = hooks.state_dict()

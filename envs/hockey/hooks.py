@@ -37,7 +37,7 @@ class HockeyHooks(TaskHooks):
         if drill != "normal":
             games = self.drill_outcomes[drill]
             games.append(int(final_info["winner"]))
-            return {"drill": drill, f"drill_win_rate/{drill}": sum(o == 1 for o in games) / len(games),
+            return {f"drill_win_rate/{drill}": sum(o == 1 for o in games) / len(games),
                     f"drill_loss_rate/{drill}": sum(o == -1 for o in games) / len(games)}
         self.outcomes.append(int(final_info["winner"]))
         n = len(self.outcomes)
