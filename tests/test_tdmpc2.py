@@ -148,3 +148,37 @@ def test_policy_entropy_forms_against_a_hand_case(tiny_tdmpc2, monkeypatch, form
     pi_loss, _ = agent._update_pi(zs)
     rho = [cfg.rho ** t for t in range(3)]
     assert math.isclose(pi_loss.item(), -0.5 * expected[form] * sum(rho) / 3, rel_tol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
+def test_compiled_planning_then_compiled_update_on_cuda():
+    """compile=true on CUDA: the planner compiles with cudagraphs (mode="reduce-overhead"), and an update compiled
+    after it must still run (the optimizer step is kept out of the compiled graph: common/optim.py) and give
+    the eager update's losses on the same batch; planning after the update still runs."""
+    import torch._inductor.config
+    from envs import make_env
+    from src import make_agent
+    from tests.conftest import TINY_TDMPC2, compose
+    import common.config
+    torch._inductor.config.fallback_random = True  # compiled code draws the same random numbers as eager
+    device, results = torch.device("cuda"), []
+    for compiled in ("false", "true"):
+        torch.manual_seed(0)
+        cfg = compose(["task=gym/Pendulum-v1", *TINY_TDMPC2, f"compile={compiled}", "dropout=0"])
+        env, spec = make_env(cfg)
+        common.config.validate_for_env(cfg, spec)
+        agent = make_agent(cfg, spec, device)
+        buffer = Buffer(5000, agent.seq_len, agent.batch_size, device=device)
+        torch.manual_seed(0)
+        _fill(env, spec, buffer)
+        obs = env.reset()
+        agent.act(obs, t0=True)  # the planner's cudagraph tree exists before the first update
+        agent.act(obs, eval_mode=True)
+        torch.manual_seed(1)
+        batches = [buffer.sample() for _ in range(2)]
+        torch.manual_seed(2)
+        results.append([agent.update(b) for b in batches])
+        assert (agent.act(obs).abs() <= 1).all()
+    for eager, compiled in zip(*results):
+        for k in eager:
+            assert torch.allclose(eager[k], compiled[k], rtol=1e-3, atol=1e-4), k
