@@ -140,6 +140,8 @@ def save(path: Path, cfg, spec, agent, trainer_state: dict, buffer=None, policy_
     be written (nothing partial is left behind)."""
     path = Path(path)
     folder = path.parent
+    if buffer is not None and len(buffer) == 0:  # nothing to keep (a stop before the first episode), and
+        buffer = None                            # torchrl cannot write a storage that was never filled
     tmp, tmp_dir, buffer_dir = path.with_suffix(".tmp"), None, None
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -640,3 +640,16 @@ def test_huge_lr_run_stops_with_a_message(tmp_path):
                      cwd=tmp_path)
     assert proc.returncode == 1 and "Stopped: non-finite" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and next((tmp_path / "runs").rglob("diagnostic.pt"))
+
+
+def test_a_checkpoint_before_the_first_episode_saves_and_resumes_with_an_empty_buffer(tmp_path, tiny_tdmpc2):
+    """A stop during the step-0 evaluation: the replay buffer is still empty, and the checkpoint is written
+    anyway (without a buffer directory); restoring it leaves the run's buffer empty."""
+    cfg, env, spec, agent = tiny_tdmpc2()
+    empty = Buffer(2000, agent.seq_len, agent.batch_size)
+    path = tmp_path / "checkpoints" / "latest.pt"
+    checkpoint.save(path, cfg, spec, agent, {"step": 0}, empty)
+    payload = checkpoint.load(path, cfg)
+    assert payload["buffer_dir"] is None and payload["trainer"]["step"] == 0
+    assert checkpoint.buffer_path(path, payload) is None
+    assert not list(path.parent.glob("buffer_*"))
