@@ -37,12 +37,12 @@ def tiny_tdmpc2():
     from envs import make_env
     from src import make_agent
 
-    def build(*overrides, task="gym/Pendulum-v1"):
+    def build(*overrides, task="gym/Pendulum-v1", device="cpu"):
         torch.manual_seed(0)
         cfg = compose([f"task={task}", *TINY_TDMPC2, *overrides])
         env, spec = make_env(cfg)
         common.config.validate_for_env(cfg, spec)
-        return cfg, env, spec, make_agent(cfg, spec, torch.device("cpu"))
+        return cfg, env, spec, make_agent(cfg, spec, torch.device(device))
     return build
 
 

@@ -151,24 +151,16 @@ def test_policy_entropy_forms_against_a_hand_case(tiny_tdmpc2, monkeypatch, form
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
-def test_compiled_planning_then_compiled_update_on_cuda():
+def test_compiled_planning_then_compiled_update_on_cuda(tiny_tdmpc2):
     """compile=true on CUDA: the planner compiles with cudagraphs (mode="reduce-overhead"), and an update compiled
     after it must still run (the optimizer step is kept out of the compiled graph: common/optim.py) and give
     the eager update's losses on the same batch; planning after the update still runs."""
     import torch._inductor.config
-    from envs import make_env
-    from src import make_agent
-    from tests.conftest import TINY_TDMPC2, compose
-    import common.config
     torch._inductor.config.fallback_random = True  # compiled code draws the same random numbers as eager
-    device, results = torch.device("cuda"), []
+    results = []
     for compiled in ("false", "true"):
-        torch.manual_seed(0)
-        cfg = compose(["task=gym/Pendulum-v1", *TINY_TDMPC2, f"compile={compiled}", "dropout=0"])
-        env, spec = make_env(cfg)
-        common.config.validate_for_env(cfg, spec)
-        agent = make_agent(cfg, spec, device)
-        buffer = Buffer(5000, agent.seq_len, agent.batch_size, device=device)
+        cfg, env, spec, agent = tiny_tdmpc2(f"compile={compiled}", "dropout=0", device="cuda")
+        buffer = Buffer(5000, agent.seq_len, agent.batch_size, device="cuda")
         torch.manual_seed(0)
         _fill(env, spec, buffer)
         obs = env.reset()
