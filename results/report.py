@@ -4,11 +4,13 @@ python -m results.report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--reference tdmp
 
 Groups runs by task, agent and method (ablation name, else the discount set and head) over seeds and reports
 the area under the evaluation-return curve (mean return over the curve, trapezoid rule) and the final return,
-both over the frames every run of the task and agent reached (runs stopped early compare on that budget), seed
+both over the frames every run of the method and of its baseline (A0 / heads off, same task and agent) reached
+(runs stopped early compare on that budget, and a shorter third method does not shorten the others'), seed
 spread, the auxiliary heads' MAE/RMSE of decoded predictions against targets (from debug snapshots,
-multi_gamma.debug_logging=true), and overhead against the baseline (A0 / heads off) of the same task and agent:
-parameters, ms per update, peak memory. The success bar (research plan), for methods with auxiliary heads:
-+3% AUC or more on at least two tasks with at most 15% time overhead. Writes report.md and one PNG of learning
+multi_gamma.debug_logging=true), and overhead against the baseline: parameters, ms per update, peak memory.
+The success bar (research plan), for methods with auxiliary heads: +3% AUC or more on at least two tasks with
+at most 15% time overhead, the time measured on the same hardware as the baseline's (`hardware.json`: CPU or
+GPU model, precision, compile; a task where it differs or is unknown does not count). Writes report.md and one PNG of learning
 curves (mean over seeds, each seed thin) per task, each run's eval curve in the reference format `step,reward,seed` under curves/, and each run's
 record under records/ (its config and metrics, the files read here): pass the output folder again as a DIR
 and a later report still holds runs whose directories are gone.
@@ -80,8 +82,9 @@ def parse_group_by(specs: list[str]) -> dict[str, str]:
 def load_run(run_dir: Path, group_by: dict[str, str] | None = None) -> dict | None:
     """A run's curve and costs; `group_by` ({key: baseline value}) adds `key=value` to its method label."""
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    if (run_dir / "hardware.json").exists():  # `precision=auto` is fp32 or bf16 by machine: group by what ran
-        cfg["precision"] = json.loads((run_dir / "hardware.json").read_text())["precision"]
+    ran_on = json.loads((run_dir / "hardware.json").read_text()) if (run_dir / "hardware.json").exists() else {}
+    if ran_on:  # `precision=auto` is fp32 or bf16 by machine: group by what ran
+        cfg["precision"] = ran_on["precision"]
     evals = _rows(run_dir / "metrics" / "eval.csv")
     if not evals:
         return None
@@ -113,7 +116,10 @@ def load_run(run_dir: Path, group_by: dict[str, str] | None = None) -> dict | No
             "peak_mb": max(_floats(train, "peak_memory_mb") or [float("nan")]),
             "aux_mae": statistics.fmean(errors) if errors else float("nan"),
             "aux_rmse": math.sqrt(statistics.fmean(e * e for e in errors)) if errors else float("nan"),
-            "baseline": baseline, "heads": not heads_off}
+            "baseline": baseline, "heads": not heads_off,
+            # what its ms per update depend on; None where the run predates hardware.json (CPU model unknown)
+            "ran_on": (ran_on.get("cpu"), ran_on.get("gpu"), cfg.get("precision"), cfg.get("compile"))
+            if ran_on else None}
 
 
 def find_runs(roots: list[Path], group_by: dict[str, str] | None = None) -> list[dict]:
@@ -156,45 +162,67 @@ def _mean(xs):
     return statistics.fmean(xs) if xs else float("nan")
 
 
+def same_hardware(group: list[dict], baseline: list[dict]) -> str:
+    """'same' where the method's runs and the baseline's ran on the same hardware, run for run (the same
+    multiset of CPU/GPU model, precision and compile), 'differs' where they did not, 'unknown' where a run has
+    no hardware.json: ms per update are comparable only for 'same'."""
+    if any(r["ran_on"] is None for r in group + baseline):
+        return "unknown"
+    return "same" if sorted(map(str, (r["ran_on"] for r in group))) == sorted(
+        map(str, (r["ran_on"] for r in baseline))) else "differs"
+
+
 def summarize(runs: list[dict]) -> list[dict]:
     """One row per (task, agent, method) over its seeds. AUC and final return are taken over the frames every
-    run of the task and agent reached (`frames`: the earliest last evaluation among them), so methods whose
-    runs stopped at different points are compared on the same budget."""
-    groups, reached = defaultdict(list), {}
+    run of the method and of its baseline reached (`frames`: the earliest last evaluation among them; the
+    baseline's own row: among its runs), and `baseline_auc` is the baseline's AUC over the same frames, so
+    each method is compared with the baseline on one budget, whatever budgets other methods reached."""
+    groups = defaultdict(list)
     for run in runs:
         groups[(run["task"], run["agent"], run["method"])].append(run)
-        key = (run["task"], run["agent"])
-        reached[key] = min(reached.get(key, math.inf), run["steps"][-1])
+    baselines = {(task, agent): group for (task, agent, _), group in groups.items() if group[0]["baseline"]}
+
+    def over(group, upto):  # mean AUC, its std over seeds, mean return at `upto`
+        aucs = [curve_auc(r["steps"], r["returns"], upto) for r in group]
+        return (_mean(aucs), statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
+                _mean([interpolate(r["steps"], r["returns"], upto) for r in group]))
     table = []
     for (task, agent, method), group in sorted(groups.items()):
-        upto = reached[(task, agent)]
-        aucs = [curve_auc(r["steps"], r["returns"], upto) for r in group]
-        table.append({"task": task, "agent": agent, "method": method, "seeds": len(group), "frames": int(upto),
-                      "auc": _mean(aucs), "auc_std": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
-                      "final": _mean([interpolate(r["steps"], r["returns"], upto) for r in group]),
-                      "params": _mean([r["params"] for r in group]),
-                      "update_ms": _mean([r["update_ms"] for r in group]),
-                      "peak_mb": _mean([r["peak_mb"] for r in group]),
-                      "aux_mae": _mean([r["aux_mae"] for r in group]), "aux_rmse": _mean([r["aux_rmse"] for r in group]),
-                      "baseline": group[0]["baseline"], "heads": group[0]["heads"]})
-    baselines = {(row["task"], row["agent"]): row for row in table if row["baseline"]}
-    for row in table:
-        base = baselines.get((row["task"], row["agent"]))
-        row["auc_gain"] = (row["auc"] - base["auc"]) / abs(base["auc"]) if base and base["auc"] else float("nan")
-        row["time_overhead"] = row["update_ms"] / base["update_ms"] - 1 if base else float("nan")
-        row["param_overhead"] = row["params"] / base["params"] - 1 if base else float("nan")
+        base = baselines.get((task, agent), [])
+        upto = min(r["steps"][-1] for r in group + base)
+        auc, auc_std, final = over(group, upto)
+        row = {"task": task, "agent": agent, "method": method, "seeds": len(group), "frames": int(upto),
+               "auc": auc, "auc_std": auc_std, "final": final,
+               "params": _mean([r["params"] for r in group]), "update_ms": _mean([r["update_ms"] for r in group]),
+               "peak_mb": _mean([r["peak_mb"] for r in group]),
+               "aux_mae": _mean([r["aux_mae"] for r in group]), "aux_rmse": _mean([r["aux_rmse"] for r in group]),
+               "baseline": group[0]["baseline"], "heads": group[0]["heads"],
+               "baseline_auc": float("nan"), "auc_gain": float("nan"), "time_overhead": float("nan"),
+               "param_overhead": float("nan"), "hardware": "n/a"}
+        if base:
+            base_auc = over(base, upto)[0]
+            base_ms, base_params = _mean([r["update_ms"] for r in base]), _mean([r["params"] for r in base])
+            row.update(baseline_auc=base_auc, auc_gain=(auc - base_auc) / abs(base_auc) if base_auc else float("nan"),
+                       time_overhead=row["update_ms"] / base_ms - 1, param_overhead=row["params"] / base_params - 1,
+                       hardware=same_hardware(group, base))
+        table.append(row)
     return table
 
 
 def success(table: list[dict]) -> dict:
     """Per agent and method with auxiliary heads ('tdmpc2 A1'): does it gain >= 3% AUC on at least two tasks
-    with <= 15% time overhead? The bar is the multi-discount question's, so a method without heads (the
-    baseline at another `--group-by` value) gets no verdict."""
+    with <= 15% time overhead, measured on the baseline's hardware? Tasks with the gain whose time overhead
+    is not comparable (hardware differs or unknown) are listed apart and do not count. The bar is the
+    multi-discount question's, so a method without heads (the baseline at another `--group-by` value) gets
+    no verdict."""
     verdict = {}
     for agent, method in {(row["agent"], row["method"]) for row in table if row["heads"]}:
-        wins = [row["task"] for row in table if (row["agent"], row["method"]) == (agent, method)
-                and row["auc_gain"] >= AUC_GAIN and not row["time_overhead"] > MAX_OVERHEAD]
-        verdict[f"{agent} {method}"] = {"tasks_meeting_bar": wins, "success": len(wins) >= 2}
+        gains = [row for row in table if (row["agent"], row["method"]) == (agent, method)
+                 and row["auc_gain"] >= AUC_GAIN]
+        wins = [row["task"] for row in gains if row["hardware"] == "same" and row["time_overhead"] <= MAX_OVERHEAD]
+        verdict[f"{agent} {method}"] = {"tasks_meeting_bar": wins, "success": len(wins) >= 2,
+                                        "time_not_comparable": [row["task"] for row in gains
+                                                                if row["hardware"] != "same"]}
     return verdict
 
 
@@ -414,22 +442,27 @@ def main(argv=None) -> None:
     out = args.out or args.dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     table = summarize(runs)
-    cols = ["task", "agent", "method", "seeds", "frames", "auc", "auc_std", "final", "auc_gain", "params",
-            "param_overhead", "update_ms", "time_overhead", "peak_mb", "aux_mae", "aux_rmse"]
+    cols = ["task", "agent", "method", "seeds", "frames", "auc", "auc_std", "final", "baseline_auc", "auc_gain",
+            "params", "param_overhead", "update_ms", "time_overhead", "hardware", "peak_mb", "aux_mae", "aux_rmse"]
 
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
     lines = ["# Experiment report", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(row[c]) for c in cols) + " |" for row in table]
     lines += ["", "AUC (mean return over the curve) and final return are over the first `frames` frames, the most "
-                  "that every run of the task and agent reached."]
+                  "that every run of the method and of its baseline reached; baseline_auc is the baseline's AUC over "
+                  "the same frames. hardware: whether the method's runs ran on the baseline's hardware "
+                  "(hardware.json: CPU/GPU model, precision, compile), so that update_ms and time_overhead compare; "
+                  "'unknown' where a run has no hardware.json."]
     verdicts = success(table)
     if verdicts:
         lines += ["", f"Success bar of the auxiliary heads: AUC gain >= {AUC_GAIN:.0%} on at least two tasks with "
                       f"time overhead <= {MAX_OVERHEAD:.0%} (against the baseline of the same task and agent).", ""]
     for method, v in sorted(verdicts.items()):
+        untimed = (f"; AUC gain but time overhead not comparable: {', '.join(v['time_not_comparable'])}"
+                   if v["time_not_comparable"] else "")
         lines.append(f"- {method}: {'meets' if v['success'] else 'does not meet'} the bar "
-                     f"(tasks: {', '.join(v['tasks_meeting_bar']) or 'none'})")
+                     f"(tasks: {', '.join(v['tasks_meeting_bar']) or 'none'}{untimed})")
     if earlier:
         lines += ["", "Left out as earlier sittings of resumed runs (their curves begin the resumed runs'): "
                   + ", ".join(f"`{r['dir']}`" for r in earlier)]

@@ -6,7 +6,7 @@ from results import report
 
 
 def _fake_run(root, task, ablation, seed, returns, update_ms=10.0, params=1000, steps=None, wall_s=60.0,
-              updates=50, extra=""):
+              updates=50, extra="", cpu="Test CPU"):
     steps = steps or [i * 100 for i in range(len(returns))]
     d = root / f"{task}-{ablation}-{seed}{extra.replace(': ', '')}"
     (d / "metrics").mkdir(parents=True)
@@ -19,22 +19,41 @@ def _fake_run(root, task, ablation, seed, returns, update_ms=10.0, params=1000, 
     (d / "metrics" / "train.csv").write_text(f"step,update_ms,peak_memory_mb,updates,elapsed_time\n"
                                              f"{steps[-1]},{update_ms},500,{updates},{wall_s}\n")
     (d / "parameters.json").write_text(json.dumps({"total": params}))
+    if cpu is not None:  # None: a run from before hardware.json was written
+        (d / "hardware.json").write_text(json.dumps({"device": "cpu", "precision": "fp32", "cpu": cpu, "gpu": None}))
     if enabled:
         (d / "multi_gamma_snapshots.jsonl").write_text(json.dumps({"abs_error": [1.0, 3.0]}) + "\n")
 
 
-def test_runs_stopped_at_different_frames_compare_on_the_frames_all_reached(tmp_path):
+def test_each_method_compares_with_the_baseline_on_the_frames_both_reached(tmp_path):
     _fake_run(tmp_path, "cartpole-swingup", "A0", 1, [0, 100, 200])  # evaluated at 0, 100, 200 frames
     _fake_run(tmp_path, "cartpole-swingup", "A1", 1, [0, 120])  # stopped after its 100-frame evaluation
-    _fake_run(tmp_path, "cartpole-swingup", "A3", 1, [0, 90, 300], steps=[0, 50, 150])  # 100 falls between two
+    _fake_run(tmp_path, "cartpole-swingup", "A3", 1, [0, 90, 300], steps=[0, 50, 150])  # A0 is interpolated at 150
     table = {r["method"]: r for r in report.summarize(report.find_runs([tmp_path]))}
-    assert {r["frames"] for r in table.values()} == {100}
-    # over 0..100: A0 (0 + 100) / 2 = 50, A1 (0 + 120) / 2 = 60; A3 is interpolated to 195 at 100, so
-    # ((0 + 90) / 2 * 50 + (90 + 195) / 2 * 50) / 100 = 93.75
-    assert table["A0"]["auc"] == pytest.approx(50) and table["A0"]["final"] == pytest.approx(100)
+    assert {m: r["frames"] for m, r in table.items()} == {"A0": 200, "A1": 100, "A3": 150}  # A1 does not shorten A3
+    # A0 alone, over 0..200: (50 * 100 + 150 * 100) / 200 = 100
+    assert table["A0"]["auc"] == pytest.approx(100) and table["A0"]["final"] == pytest.approx(200)
+    # A1 over 0..100: (0 + 120) / 2 = 60 against A0's (0 + 100) / 2 = 50
     assert table["A1"]["auc"] == pytest.approx(60) and table["A1"]["final"] == pytest.approx(120)
-    assert table["A3"]["auc"] == pytest.approx(93.75) and table["A3"]["final"] == pytest.approx(195)
-    assert table["A1"]["auc_gain"] == pytest.approx(0.2)
+    assert table["A1"]["baseline_auc"] == pytest.approx(50) and table["A1"]["auc_gain"] == pytest.approx(0.2)
+    # A3 over 0..150: (45 * 50 + 195 * 100) / 150 = 145; A0 there, 150 at 150: (50 * 100 + 125 * 50) / 150 = 75
+    assert table["A3"]["auc"] == pytest.approx(145) and table["A3"]["final"] == pytest.approx(300)
+    assert table["A3"]["baseline_auc"] == pytest.approx(75) and table["A3"]["auc_gain"] == pytest.approx(145 / 75 - 1)
+
+
+def test_time_overhead_counts_for_the_bar_only_on_the_baselines_hardware(tmp_path):
+    for task, a1_cpu in (("walker-walk", "Test CPU"), ("cheetah-run", "Other CPU"), ("finger-spin", None)):
+        _fake_run(tmp_path, task, "A0", 1, [0, 100, 200])
+        _fake_run(tmp_path, task, "A1", 1, [0, 150, 300], update_ms=9.0, cpu=a1_cpu)  # +50% AUC, 10% faster
+    table = {r["task"]: r for r in report.summarize(report.find_runs([tmp_path])) if r["method"] == "A1"}
+    assert {t: r["hardware"] for t, r in table.items()} == {
+        "walker-walk": "same", "cheetah-run": "differs", "finger-spin": "unknown"}
+    verdict = report.success(list(table.values()))["tdmpc2 A1"]
+    # the gain on three tasks, but only one timed alike: the bar (two tasks) is not met
+    assert verdict == {"tasks_meeting_bar": ["walker-walk"], "success": False,
+                       "time_not_comparable": ["cheetah-run", "finger-spin"]}
+    report.main([str(tmp_path)])
+    assert "time overhead not comparable: cheetah-run, finger-spin" in (tmp_path / "report.md").read_text()
 
 
 def test_report_aggregates_and_marks_the_success_bar(tmp_path):
