@@ -10,7 +10,7 @@ spread, the auxiliary heads' MAE/RMSE of decoded predictions against targets (fr
 multi_gamma.debug_logging=true), and overhead against the baseline: parameters, ms per update, peak memory.
 The success bar (research plan), for methods with auxiliary heads: +3% AUC or more on at least two tasks with
 at most 15% time overhead, the time measured on the same hardware as the baseline's (`hardware.json`: CPU or
-GPU model, precision, compile; a task where it differs or is unknown does not count). Writes report.md and one PNG of learning
+GPU model, CPU instruction set, precision, compile; a task where it differs or is unknown does not count). Writes report.md and one PNG of learning
 curves (mean over seeds, each seed thin) per task, each run's eval curve in the reference format `step,reward,seed` under curves/, and each run's
 record under records/ (its config and metrics, the files read here): pass the output folder again as a DIR
 and a later report still holds runs whose directories are gone.
@@ -117,9 +117,10 @@ def load_run(run_dir: Path, group_by: dict[str, str] | None = None) -> dict | No
             "aux_mae": statistics.fmean(errors) if errors else float("nan"),
             "aux_rmse": math.sqrt(statistics.fmean(e * e for e in errors)) if errors else float("nan"),
             "baseline": baseline, "heads": not heads_off,
-            # what its ms per update depend on; None where the run predates hardware.json (CPU model unknown)
-            "ran_on": (ran_on.get("cpu"), ran_on.get("gpu"), cfg.get("precision"), cfg.get("compile"))
-            if ran_on else None}
+            # what its ms per update depend on; None where the run predates hardware.json (CPU model unknown).
+            # cpu_isa is None in records from before it was written, so such a run differs from a newer one
+            "ran_on": (ran_on.get("cpu"), ran_on.get("cpu_isa"), ran_on.get("gpu"), cfg.get("precision"),
+                       cfg.get("compile")) if ran_on else None}
 
 
 def find_runs(roots: list[Path], group_by: dict[str, str] | None = None) -> list[dict]:
@@ -164,8 +165,8 @@ def _mean(xs):
 
 def same_hardware(group: list[dict], baseline: list[dict]) -> str:
     """'same' where the method's runs and the baseline's ran on the same hardware, run for run (the same
-    multiset of CPU/GPU model, precision and compile), 'differs' where they did not, 'unknown' where a run has
-    no hardware.json: ms per update are comparable only for 'same'."""
+    multiset of CPU/GPU model, CPU instruction set, precision and compile), 'differs' where they did not,
+    'unknown' where a run has no hardware.json: ms per update are comparable only for 'same'."""
     if any(r["ran_on"] is None for r in group + baseline):
         return "unknown"
     return "same" if sorted(map(str, (r["ran_on"] for r in group))) == sorted(
@@ -452,7 +453,8 @@ def main(argv=None) -> None:
     lines += ["", "AUC (mean return over the curve) and final return are over the first `frames` frames, the most "
                   "that every run of the method and of its baseline reached; baseline_auc is the baseline's AUC over "
                   "the same frames. hardware: whether the method's runs ran on the baseline's hardware "
-                  "(hardware.json: CPU/GPU model, precision, compile), so that update_ms and time_overhead compare; "
+                  "(hardware.json: CPU/GPU model, CPU instruction set, precision, compile), so that update_ms "
+                  "and time_overhead compare; "
                   "'unknown' where a run has no hardware.json."]
     verdicts = success(table)
     if verdicts:

@@ -97,6 +97,8 @@ def test_run_directory_and_checkpoint_name_the_code(tiny_tdmpc2, tmp_path):
     hardware = json.loads((tmp_path / "hardware.json").read_text())  # what `auto` became on this machine
     assert hardware["precision"] == ("bf16" if fast_bf16(torch.device("cpu")) else "fp32")
     assert hardware["device"] == "cpu" and hardware["threads"] == torch.get_num_threads() and hardware["cpu"]
+    assert hardware["cpu_isa"] == torch.backends.cpu.get_cpu_capability() and hardware["cpu_bf16"] == fast_bf16(
+        torch.device("cpu"))  # what tells two "AMD EPYC" machines apart
     expected = checkpoint.source_revision(ROOT)  # this checkout, as the test sees it
     recorded = json.loads((tmp_path / "source.json").read_text())
     assert recorded["commit"] == expected["commit"] and len(recorded["commit"]) == 40
