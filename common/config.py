@@ -225,6 +225,7 @@ def _validate_online(r: Rules):
     r.number("buffer_memmap_gb", 0, low_open=True)
     r.check(isinstance(r.get("save_dataset"), bool), "save_dataset", "must be true or false")
     r.check(isinstance(r.get("save_buffer"), bool), "save_buffer", "must be true or false")
+    r.choice("eval_stream", ("shared", "own"))
 
 
 def _validate_offline(r: Rules):

@@ -60,6 +60,8 @@ class DMControlEnv(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
+        if seed is not None:  # dm_control draws start states from the task's RandomState, not np_random
+            self._env.task.random.seed(seed)
         self._frames = []
         return self._obs(self._env.reset()), {}
 

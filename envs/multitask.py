@@ -55,6 +55,9 @@ class MultitaskEnv:
     def rng_state(self) -> list:
         return [env.rng_state() for env in self.envs]  # the task rotation is restored from the episode count
 
+    def seeded_rng_state(self, seed: int) -> list:
+        return [env.seeded_rng_state(seed + i) for i, env in enumerate(self.envs)]  # as make_env seeds them
+
     def set_rng_state(self, state: list) -> None:
         for env, s in zip(self.envs, state):
             env.set_rng_state(s)

@@ -104,6 +104,12 @@ class TorchEnv:
         return {"rand_act": self._rng.bit_generator.state, "first_reset_seed": self._seed, "env": own,
                 "action_space": space.bit_generator.state if space is not None else None}
 
+    def seeded_rng_state(self, seed: int) -> dict:
+        """A state for `set_rng_state` that starts a stream of its own, as an env built with `seed` would: its
+        next reset re-seeds the env (gymnasium's `reset(seed=...)`) and random actions come from `seed`."""
+        return {**self.rng_state(), "rand_act": np.random.default_rng(seed).bit_generator.state,
+                "first_reset_seed": seed}
+
     def set_rng_state(self, state: dict) -> None:
         env = self.unwrapped
         self._rng.bit_generator.state = state["rand_act"]

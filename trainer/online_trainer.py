@@ -1,9 +1,13 @@
 """Online training: random-action seeding, then act with the agent and update from replay."""
+import contextlib
+import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from common import checkpoint
 from common.buffer import Buffer, episode_step
 from common.config import seed_steps
 from common.dataset import export_buffer
@@ -19,6 +23,7 @@ class OnlineTrainer(BaseTrainer):
     """
 
     name = "online"
+    EVAL_SEED_OFFSET = 10_000  # eval_stream=own: evaluation's stream is seeded with seed + this
 
     def __init__(self, cfg, env, spec, agent, buffer: Buffer, logger, run_dir: Path):
         super().__init__(cfg, env, spec, agent, buffer, logger, run_dir)
@@ -28,6 +33,7 @@ class OnlineTrainer(BaseTrainer):
         self._pretrained = False
         self._next_eval, self._next_ckpt = 0, cfg.checkpoint_freq
         self._episode_start = 0
+        self._eval_rng = None  # eval_stream=own: where evaluation's stream stands (None: not started)
         self.hooks = env.task_hooks  # what the task adds (envs/hooks.py), built with the env
 
     @staticmethod
@@ -50,13 +56,14 @@ class OnlineTrainer(BaseTrainer):
         return {"step": self.step, "episode": self.episode, "updates": self.updates,
                 "update_credit": self._update_credit, "pretrained": self._pretrained,
                 "next_eval": self._next_eval, "next_ckpt": self._next_ckpt, "elapsed": self._elapsed,
-                **self.hooks.state_dict()}
+                "eval_rng": self._eval_rng, **self.hooks.state_dict()}
 
     def load_state(self, state: dict) -> None:
         self.step, self.episode, self.updates = state["step"], state["episode"], state["updates"]
         self._update_credit, self._pretrained = state["update_credit"], state["pretrained"]
         self._next_eval, self._next_ckpt = state["next_eval"], state["next_ckpt"]
         self._elapsed = state["elapsed"]
+        self._eval_rng = state.get("eval_rng")  # checkpoints from before eval_stream: the stream starts afresh
         self.hooks.load_state_dict(state)
         self.load_common_state(state)
 
@@ -65,8 +72,34 @@ class OnlineTrainer(BaseTrainer):
 
     # ------------------------------------------------------------------ loop
     def evaluate(self) -> dict:
-        with self.hooks.evaluating():
+        with self.hooks.evaluating(), self._evaluation_stream():
             return {"episode": self.episode, **super().evaluate()}
+
+    @contextlib.contextmanager
+    def _evaluation_stream(self):
+        """eval_stream=own: evaluation plays in the training env from a random stream of its own (the env's start
+        states and random actions, and the global python/numpy/torch generators the agent samples from),
+        continued from one evaluation to the next; training's stream is put back afterwards, so what training
+        sees does not depend on eval_freq or eval_episodes. shared: evaluation continues training's stream."""
+        if self.cfg.eval_stream == "shared":
+            yield
+            return
+        training = {"env": self.env.rng_state(), "global": checkpoint.rng_state()}
+        if self._eval_rng is None:
+            seed = self.cfg.seed + self.EVAL_SEED_OFFSET
+            self.env.set_rng_state(self.env.seeded_rng_state(seed))
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        else:
+            self.env.set_rng_state(self._eval_rng["env"])
+            checkpoint.set_rng_state(self._eval_rng["global"])
+        try:
+            yield
+        finally:
+            self._eval_rng = {"env": self.env.rng_state(), "global": checkpoint.rng_state()}
+            self.env.set_rng_state(training["env"])
+            checkpoint.set_rng_state(training["global"])
 
     def _start_training(self) -> None:
         self._episode_start = self.step  # a resumed run interrupted before its first episode keeps its step
