@@ -27,9 +27,14 @@ def device_of(cfg) -> torch.device:
 def seed_everything(cfg) -> None:
     if cfg.threads != "auto":
         torch.set_num_threads(cfg.threads)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    seed_generators(cfg.seed)
+
+
+def seed_generators(seed: int) -> None:
+    """The global python, numpy and torch generators (CUDA's with torch's)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 # bytes per stored step: pixels are uint8, vector observations and actions float32, plus the scalar fields

@@ -1,17 +1,15 @@
 """Online training: random-action seeding, then act with the agent and update from replay."""
 import contextlib
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from common import checkpoint
 from common.buffer import Buffer, episode_step
 from common.config import seed_steps
 from common.dataset import export_buffer
-from common.run import buffer_capacity, buffer_storage
+from common.run import buffer_capacity, buffer_storage, seed_generators
 from trainer.base import BaseTrainer, Progress as _Progress, peak_memory_mb as _peak_memory_mb
 
 
@@ -88,9 +86,7 @@ class OnlineTrainer(BaseTrainer):
         if self._eval_rng is None:
             seed = self.cfg.seed + self.EVAL_SEED_OFFSET
             self.env.set_rng_state(self.env.seeded_rng_state(seed))
-            random.seed(seed)
-            np.random.seed(seed)
-            torch.manual_seed(seed)
+            seed_generators(seed)
         else:
             self.env.set_rng_state(self._eval_rng["env"])
             checkpoint.set_rng_state(self._eval_rng["global"])
