@@ -6,10 +6,11 @@ episodes (results/evidence/tdmpc2_dmc/README.md, pendulum-swingup).
         [KEY=VALUE ...]   (config overrides, e.g. eval_freq=50000 eval_episodes=10: the official protocol)
 
 The online trainer evaluates in its training env, so evaluation episodes draw their start states from the same
-stream as training episodes, and which starts the agent learns from depends on `eval_freq` and
-`eval_episodes`. This replays that stream: it builds the env as `train.py +experiment=evidence_tdmpc2` does
-(`make_env`, the run's seed; `--experiment evidence_dreamer` for the DreamerV3 study), resets it once per episode in the trainer's order (an evaluation at frame 0 and
-at every multiple of `eval_freq`, training episodes in between) and takes one zero action; an episode whose
+stream as training episodes (`eval_stream=shared`, the default), and which starts the agent learns from
+depends on `eval_freq` and `eval_episodes`. This replays that stream: it builds the env as `train.py
++experiment=evidence_tdmpc2` does (`make_env`, the run's seed; `--experiment evidence_dreamer` for the
+DreamerV3 study), resets it once per episode in the trainer's order (an evaluation at frame 0 and at every
+multiple of `eval_freq`, training episodes in between) and takes one zero action; an episode whose
 first step earns reward started inside the task's reward region. On pendulum-swingup that region is the
 8 degrees around upright, about 3% of uniform starts, and before an agent has seen a reward there its reward
 and value heads are 0 everywhere, so a seed whose in-region starts all fall on evaluation episodes gives its
@@ -68,8 +69,9 @@ def main(argv=None) -> None:
         hits = rewarded_starts(args.experiment, args.task, seed, args.frames, args.overrides)
         train = [f for kind, f in hits if kind == "train"]
         evals = [f for kind, f in hits if kind == "eval"]
-        print(f"{args.experiment} {args.task} seed {seed} {' '.join(args.overrides)}, first {args.frames} frames: {len(hits)} episodes start in the reward "
-              f"region; training episodes starting at frames {train or 'none'}; evaluations at {evals or 'none'}")
+        print(f"{args.experiment} {args.task} seed {seed} {' '.join(args.overrides)}, first {args.frames} frames: "
+              f"{len(hits)} episodes start in the reward region; training episodes starting at frames "
+              f"{train or 'none'}; evaluations at {evals or 'none'}")
 
 
 if __name__ == "__main__":
